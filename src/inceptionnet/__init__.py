@@ -1,0 +1,14 @@
+"""inceptionnet: the Inception family of image classifiers (GoogLeNet, BN-Inception, Inception-v3/v4,
+Inception-ResNet), paper-exact and weight-compatible with torchvision and timm."""
+
+from .errors import ConfigError, DataError, InceptionNetError, InputSizeError, WeightsError
+from .models import ModelSpec, Preprocess, create_model, get_spec, list_models
+from .weights import export_state_dict, load_weights, save_weights
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ConfigError", "DataError", "InceptionNetError", "InputSizeError", "ModelSpec", "Preprocess",
+    "WeightsError", "create_model", "export_state_dict", "get_spec", "list_models", "load_weights",
+    "save_weights",
+]

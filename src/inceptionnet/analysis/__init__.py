@@ -1,0 +1,1 @@
+"""Model summaries, plots and Grad-CAM."""

@@ -1,0 +1,1 @@
+"""Training and evaluation loops, losses, EMA, checkpoints, distributed set-up, logging."""

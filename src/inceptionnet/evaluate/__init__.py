@@ -1,0 +1,1 @@
+"""Metrics, multi-crop test-time augmentation and ensembles."""

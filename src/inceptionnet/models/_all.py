@@ -1,0 +1,1 @@
+"""Imports every model module so that each registers its names."""
