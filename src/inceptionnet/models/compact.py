@@ -1,0 +1,76 @@
+"""The compact Inception network for CIFAR of seed 002 ("Inception10"), and the CIFAR preprocessing
+shared by every 32x32 model.
+
+Seed 002 builds it in Keras; this is the same network in PyTorch, with these deliberate differences:
+the model returns logits (the seed's Dense layer applies softmax, and losses here take logits), and
+convolutions followed by BN carry no bias (BN's shift replaces it; the seed's Keras Conv2D keeps one).
+BN eps is Keras's 1e-3. The seed's InceptionBlk is kept exactly: every branch has `ch` channels, and
+a strided block applies its stride in each branch's 1x1 convolution (after the 3x3/1 pool in the pool
+branch), with Keras "same" padding (none for the strided 1x1s, k//2 for the rest).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from .base import InceptionClassifier, init_weights
+from .blocks import Branches, ConvNormAct
+from .registry import ModelSpec, Preprocess, register
+
+CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
+CIFAR_STD = (0.2470, 0.2435, 0.2616)
+CIFAR_PREPROCESS = Preprocess(input_size=32, mean=CIFAR_MEAN, std=CIFAR_STD, crop_pct=1.0)
+
+SEED_002 = "Seed 002 (TensorFlow 2.1 notes, Inception10), after Szegedy et al. 2014 (arXiv:1409.4842)"
+
+
+def seed_inception_block(in_ch: int, ch: int, stride: int = 1) -> Branches:
+    """Seed 002's InceptionBlk: 1x1 | 1x1 -> 3x3 | 1x1 -> 5x5 | 3x3/1 max-pool -> 1x1, each branch `ch`
+    channels, `stride` applied in the 1x1 convolutions. (N, in_ch, H, W) -> (N, 4*ch, ceil(H/s), ceil(W/s))."""
+
+    def conv(i: int, o: int, k: int, s: int = 1) -> ConvNormAct:
+        return ConvNormAct(i, o, k, stride=s, padding=k // 2)
+
+    return Branches([
+        conv(in_ch, ch, 1, stride),
+        nn.Sequential(conv(in_ch, ch, 1, stride), conv(ch, ch, 3)),
+        nn.Sequential(conv(in_ch, ch, 1, stride), conv(ch, ch, 5)),
+        nn.Sequential(nn.MaxPool2d(3, stride=1, padding=1), conv(in_ch, ch, 1, stride)),
+    ])
+
+
+class InceptionCifar(InceptionClassifier):
+    """Seed 002's Inception10: 3x3 conv-BN-ReLU stem of `init_ch`, then `num_blocks` blocks of two
+    Inception blocks (stride 2, then 1) whose branch width doubles per block, global average pool,
+    linear. (N, in_chans, H, W) -> (N, num_classes); H, W = 32 for CIFAR.
+    """
+
+    classifier_names = ("fc",)
+
+    def __init__(self, num_classes: int = 10, aux_logits: bool = False, in_chans: int = 3,
+                 num_blocks: int = 2, init_ch: int = 16) -> None:
+        super().__init__(num_classes, in_chans, min_input_size=2 ** num_blocks, aux_logits=False)
+        self.stem = ConvNormAct(in_chans, init_ch, 3, padding=1)
+        blocks, in_ch, ch = [], init_ch, init_ch
+        for _ in range(num_blocks):
+            for stride in (2, 1):
+                blocks.append(seed_inception_block(in_ch, ch, stride))
+                in_ch = 4 * ch
+            ch *= 2
+        self.blocks = nn.Sequential(*blocks)
+        self.avgpool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(in_ch, num_classes)
+        init_weights(self)
+
+    def forward_head(self, x: Tensor, with_aux: bool) -> tuple[Tensor, list[Tensor]]:
+        x = self.blocks(self.stem(x))
+        return self.fc(torch.flatten(self.avgpool(x), 1)), []
+
+
+register(ModelSpec(
+    name="inception_cifar", builder=InceptionCifar, paper=SEED_002, default_input_size=32,
+    min_input_size=4, preprocess=CIFAR_PREPROCESS, default_recipe="cifar",
+    description="Seed 002's compact Inception (Inception10) for 32x32 inputs: 16-channel stem, 2 blocks of 2 "
+                "Inception blocks (stride 2, 1), widths 16 and 32 per branch, global pool, linear.",
+))

@@ -1,0 +1,232 @@
+"""Inception-v1 (GoogLeNet): the paper's network, a batch-norm form, a torchvision-compatible form
+and a CIFAR form, all built by one `GoogLeNet` class from a `GoogLeNetConfig`.
+
+Reference: C. Szegedy et al., "Going Deeper with Convolutions", CVPR 2015 (arXiv:1409.4842), Table 1.
+Module names follow torchvision's `GoogLeNet` (conv1, maxpool1, ..., inception3a, ..., aux1, aux2, fc),
+so the torchvision-compatible variant loads torchvision state_dicts key for key.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..errors import ConfigError
+from .base import InceptionClassifier, init_weights
+from .blocks import ConvNormAct, inception_module, lrn
+from .compact import CIFAR_PREPROCESS
+from .registry import IMAGENET_MEAN, IMAGENET_STD, ModelSpec, Preprocess, register
+
+# Table 1 of the paper: in_ch, #1x1, #3x3 reduce, #3x3, #5x5 reduce, #5x5, pool proj.
+TABLE1_MODULES: dict[str, tuple[int, int, int, int, int, int, int]] = {
+    "inception3a": (192, 64, 96, 128, 16, 32, 32),
+    "inception3b": (256, 128, 128, 192, 32, 96, 64),
+    "inception4a": (480, 192, 96, 208, 16, 48, 64),
+    "inception4b": (512, 160, 112, 224, 24, 64, 64),
+    "inception4c": (512, 128, 128, 256, 24, 64, 64),
+    "inception4d": (512, 112, 144, 288, 32, 64, 64),
+    "inception4e": (528, 256, 160, 320, 32, 128, 128),
+    "inception5a": (832, 256, 160, 320, 32, 128, 128),
+    "inception5b": (832, 384, 192, 384, 48, 128, 128),
+}
+# The layers after the stem, in order; max-pools sit between the stages.
+BODY_LAYERS = ("inception3a", "inception3b", "maxpool3", "inception4a", "inception4b", "inception4c",
+               "inception4d", "inception4e", "maxpool4", "inception5a", "inception5b")
+# Aux head name -> the module whose output it reads (paper: 4a and 4d).
+AUX_TAPS = {"aux1": "inception4a", "aux2": "inception4d"}
+FEATURE_CHANNELS = 1024
+
+PAPER = "Szegedy et al. 2014, Going Deeper with Convolutions (arXiv:1409.4842)"
+
+
+@dataclass(frozen=True)
+class GoogLeNetConfig:
+    """What differs between the GoogLeNet variants.
+
+    `bn_eps=None` means no batch norm and convolutions with bias (the paper); `kernel_5x5` is the
+    kernel of the "5x5" branch (3 in torchvision's port); `lrn` inserts the paper's two LRN layers;
+    `stem` is "imagenet" (7x7/2 conv, pools: /8 before 3a) or "cifar" (one 3x3 conv of 192, no
+    early downsampling); `last_pool_kernel` is the pool before 5a (2 in torchvision);
+    `aux_paper_pool` uses the paper's 5x5/3 average pool in the aux heads where it gives 4x4.
+    """
+
+    bn_eps: float | None
+    kernel_5x5: int = 5
+    lrn: bool = False
+    stem: str = "imagenet"
+    last_pool_kernel: int = 3
+    branch_pool_ceil_mode: bool = False
+    dropout: float = 0.4
+    aux_paper_pool: bool = True
+
+
+class AuxHead(nn.Module):
+    """The paper's auxiliary classifier: avg-pool to 4x4 -> 1x1 conv 128 + ReLU -> FC 1024 + ReLU ->
+    dropout 0.7 -> linear. (N, in_ch, H, W) -> (N, num_classes).
+
+    With `paper_pool` the pool is the paper's 5x5/3 average pool wherever that yields 4x4 (maps of
+    14-16 pixels, i.e. inputs near 224); everywhere else, and always without `paper_pool`
+    (torchvision), adaptive average pooling to 4x4 keeps FC 1024's 2048 inputs at any input size.
+    """
+
+    def __init__(self, in_ch: int, num_classes: int, bn_eps: float | None, paper_pool: bool) -> None:
+        super().__init__()
+        self.paper_pool = paper_pool
+        self.conv = ConvNormAct(in_ch, 128, 1, bn_eps=bn_eps)
+        self.fc1 = nn.Linear(128 * 4 * 4, 1024)
+        self.dropout = nn.Dropout(0.7)
+        self.fc2 = nn.Linear(1024, num_classes)
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.paper_pool and all((s - 5) // 3 + 1 == 4 for s in x.shape[-2:]):
+            x = F.avg_pool2d(x, 5, stride=3)
+        else:
+            x = F.adaptive_avg_pool2d(x, 4)
+        x = torch.flatten(self.conv(x), 1)
+        x = F.relu(self.fc1(x), inplace=True)
+        return self.fc2(self.dropout(x))
+
+
+def _stem(cfg: GoogLeNetConfig, in_chans: int) -> dict[str, nn.Module]:
+    """The layers before inception3a, by torchvision's names; (N, in_chans, H, W) -> (N, 192, H/8, W/8)
+    for the ImageNet stem (3x3/2 ceil-mode max-pools, as Caffe's model), (N, 192, H, W) for CIFAR."""
+    if cfg.stem == "cifar":
+        return {"conv1": ConvNormAct(in_chans, 192, 3, padding=1, bn_eps=cfg.bn_eps)}
+    layers: dict[str, nn.Module] = {
+        "conv1": ConvNormAct(in_chans, 64, 7, stride=2, padding=3, bn_eps=cfg.bn_eps),
+        "maxpool1": nn.MaxPool2d(3, stride=2, ceil_mode=True),
+    }
+    if cfg.lrn:
+        layers["lrn1"] = lrn()
+    layers["conv2"] = ConvNormAct(64, 64, 1, bn_eps=cfg.bn_eps)
+    layers["conv3"] = ConvNormAct(64, 192, 3, padding=1, bn_eps=cfg.bn_eps)
+    if cfg.lrn:
+        layers["lrn2"] = lrn()
+    layers["maxpool2"] = nn.MaxPool2d(3, stride=2, ceil_mode=True)
+    return layers
+
+
+class GoogLeNet(InceptionClassifier):
+    """GoogLeNet with Table 1's Inception modules; the variant is chosen by `cfg`.
+
+    Feature layers run in `feature_names` order; aux heads (`aux1` on 4a, `aux2` on 4d) exist only
+    when built with `aux_logits=True`. The head is global average pooling (the paper's 7x7 average
+    pool at 224, adaptive so other sizes work), dropout, linear. With `transform_input`, an
+    ImageNet-normalised input is re-normalised to mean 0.5/std 0.5 first, exactly as torchvision does.
+    (N, in_chans, H, W) -> (N, num_classes).
+    """
+
+    aux_head_names = tuple(AUX_TAPS)
+
+    def __init__(self, cfg: GoogLeNetConfig, num_classes: int = 1000, aux_logits: bool = True,
+                 in_chans: int = 3, min_input_size: int = 47, transform_input: bool = False) -> None:
+        super().__init__(num_classes, in_chans, min_input_size, aux_logits)
+        if transform_input and in_chans != 3:
+            raise ConfigError(f"transform_input needs 3 input channels, got in_chans={in_chans}")
+        self.cfg = cfg
+        self.transform_input = transform_input
+        if transform_input:
+            # torchvision: x_c * (std_c / 0.5) + (mean_c - 0.5) / 0.5; not persistent, so no extra state_dict keys.
+            self.register_buffer("input_scale", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1) / 0.5, persistent=False)
+            self.register_buffer("input_shift", (torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1) - 0.5) / 0.5,
+                                 persistent=False)
+        stem = _stem(cfg, in_chans)
+        for name, layer in stem.items():
+            self.add_module(name, layer)
+        for name in BODY_LAYERS:
+            if name.startswith("maxpool"):
+                kernel = cfg.last_pool_kernel if name == "maxpool4" else 3
+                self.add_module(name, nn.MaxPool2d(kernel, stride=2, ceil_mode=True))
+            else:
+                self.add_module(name, inception_module(*TABLE1_MODULES[name], bn_eps=cfg.bn_eps,
+                                                       kernel_5x5=cfg.kernel_5x5,
+                                                       pool_ceil_mode=cfg.branch_pool_ceil_mode))
+        self.feature_names = (*stem, *BODY_LAYERS)
+        for aux_name, tap in AUX_TAPS.items():
+            head = AuxHead(_out_channels(tap), num_classes, cfg.bn_eps, cfg.aux_paper_pool) if aux_logits else None
+            setattr(self, aux_name, head)
+        self.avgpool = nn.AdaptiveAvgPool2d(1)
+        self.dropout = nn.Dropout(cfg.dropout)
+        self.fc = nn.Linear(FEATURE_CHANNELS, num_classes)
+        self.classifier_names = ("fc", *(f"{name}.fc2" for name in AUX_TAPS)) if aux_logits else ("fc",)
+        init_weights(self)
+
+    def forward_head(self, x: Tensor, with_aux: bool) -> tuple[Tensor, list[Tensor]]:
+        if self.transform_input:
+            x = x * self.input_scale + self.input_shift
+        aux = []
+        taps = {tap: name for name, tap in AUX_TAPS.items()} if with_aux else {}
+        for name in self.feature_names:
+            x = getattr(self, name)(x)
+            if name in taps:
+                aux.append(getattr(self, taps[name])(x))
+        x = self.dropout(torch.flatten(self.avgpool(x), 1))
+        return self.fc(x), aux
+
+
+def _out_channels(module_name: str) -> int:
+    """Output channels of a Table 1 module: #1x1 + #3x3 + #5x5 + pool proj."""
+    _, c1, _, c3, _, c5, pool = TABLE1_MODULES[module_name]
+    return c1 + c3 + c5 + pool
+
+
+PAPER_CONFIG = GoogLeNetConfig(bn_eps=None, lrn=True)
+BN_CONFIG = GoogLeNetConfig(bn_eps=1e-5)
+TORCHVISION_CONFIG = GoogLeNetConfig(bn_eps=1e-3, kernel_5x5=3, last_pool_kernel=2, branch_pool_ceil_mode=True,
+                                     dropout=0.2, aux_paper_pool=False)
+CIFAR_CONFIG = GoogLeNetConfig(bn_eps=1e-5, stem="cifar")
+# The smallest input is the network's total stride, where the last stage is 1x1 (every layer accepts it; the
+# ImageNet forms fail below 31 (paper) / 15 (torchvision) pixels anyway). Aux heads pool what they get to 4x4.
+IMAGENET_MIN_INPUT = 32
+CIFAR_MIN_INPUT = 4
+
+
+def _builder(cfg: GoogLeNetConfig, min_input_size: int):
+    def build(num_classes: int = 1000, aux_logits: bool = True, in_chans: int = 3, **kwargs) -> GoogLeNet:
+        return GoogLeNet(cfg, num_classes, aux_logits, in_chans, min_input_size, **kwargs)
+
+    return build
+
+
+def _register(name: str, cfg: GoogLeNetConfig, description: str, **spec_fields) -> None:
+    spec_fields.setdefault("aux_heads", tuple(AUX_TAPS))
+    spec_fields.setdefault("aux_weight", 0.3)
+    spec_fields.setdefault("aux_default", bool(spec_fields["aux_heads"]))
+    spec_fields.setdefault("default_input_size", 224)
+    spec_fields.setdefault("min_input_size", IMAGENET_MIN_INPUT)
+    spec_fields.setdefault("preprocess", Preprocess(input_size=224, crop_pct=0.875))
+    register(ModelSpec(name=name, builder=_builder(cfg, spec_fields["min_input_size"]), paper=PAPER,
+                       description=description, **spec_fields))
+
+
+_register(
+    "googlenet", PAPER_CONFIG,
+    "Paper-exact GoogLeNet (Table 1): no BN, biased convs, LRN after the first pool and after conv3, true 5x5 "
+    "branches, 3x3/2 ceil-mode max-pools (Caffe's), aux heads on 4a/4d with the paper's 5x5/3 pool at 224 "
+    "(adaptive 4x4 elsewhere). 6,998,552 params without aux at 1000 classes.",
+    default_recipe="googlenet-paper",
+)
+_register(
+    "googlenet_bn", BN_CONFIG,
+    "GoogLeNet with conv-BN-ReLU everywhere (seed 004's InceptionV1, BN eps 1e-5): no LRN, no conv bias, true 5x5, "
+    "Table 1 widths, paper aux heads in BN form. Unlike the seed: BN in the stem too, logits instead of an "
+    "in-model softmax, and a single linear head instead of the seed's extra FC 1024 + ReLU.",
+    default_recipe="seed-adam",
+)
+_register(
+    "googlenet_tv", TORCHVISION_CONFIG,
+    "torchvision-compatible GoogLeNet (loads torchvision.models.googlenet state_dicts): BN eps 1e-3, 3x3 in the "
+    "'5x5' branch, ceil-mode pools, 2x2 pool before 5a, aux heads with adaptive 4x4 pooling, dropout 0.2, "
+    "optional transform_input. 6,624,904 params without aux.",
+    default_recipe="finetune", peers={"torchvision": "googlenet"},
+)
+_register(
+    "googlenet_cifar", CIFAR_CONFIG,
+    "GoogLeNet for 32x32 inputs: one 3x3 conv of 192 (BN) as the stem, no early downsampling, then Table 1's "
+    "modules (BN, true 5x5), 3x3/2 pools to 16x16 and 8x8, global pool, dropout 0.4, linear. No aux heads.",
+    aux_heads=(), aux_weight=0.0, default_input_size=32, min_input_size=CIFAR_MIN_INPUT,
+    preprocess=CIFAR_PREPROCESS, default_recipe="cifar",
+)
