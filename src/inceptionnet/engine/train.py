@@ -1,0 +1,492 @@
+"""The training loop: data, model, optimizer, schedule, EMA, mixed precision, checkpoints and exact resume.
+
+`fit(options, recipe)` trains one run into `options.out` and returns its report. The run folder gets
+`config.json`, `metrics.csv`, TensorBoard events, `curves.png`, `report.json`, `log.txt` (through
+`RunLogger`) and the checkpoints `last.pt` (every epoch and every `save_every_steps` optimizer steps)
+and `best.pt` (best validation top-1). A checkpoint holds everything needed to continue bit for bit:
+model, optimizer, scheduler, scaler, EMA, the position in the epoch, RNG states and the config.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import shutil
+import time
+import warnings
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from ..errors import ConfigError, InceptionNetError, WeightsError
+from ..fileio import atomic_write
+from ..models import create_model, get_spec
+from ..recipes import Recipe
+from . import distributed as dist
+from .checkpoint import load_checkpoint, save_checkpoint
+from .ema import build_ema
+from .losses import AuxLoss
+from .optim import build_optimizer, build_scheduler
+from .precision import build_precision
+from .reproducibility import (
+    EpochTaggedSampler,
+    SeededSamples,
+    restore_rng_state,
+    rng_state,
+    seed_everything,
+    set_deterministic,
+)
+from .runlog import RunLogger
+
+
+class TrainingError(InceptionNetError):
+    """Training cannot go on (for example the loss stayed non-finite for too many steps in a row)."""
+
+
+@dataclass
+class TrainOptions:
+    """Options of a run that are not hyper-parameters (those are the `Recipe`).
+
+    `data` None trains on the embedded synthetic set. `out` None gives runs/<model>-<timestamp>.
+    `save_every_steps` > 0 also writes last.pt every that many optimizer steps (for mid-epoch resume).
+    `weights`/`weights_source` start from saved weights (see `inceptionnet.load_weights`).
+    """
+
+    model: str = "googlenet_bn"
+    recipe: str | None = None
+    data: str | None = None
+    val_split: float = 0.2
+    workers: int = 0
+    device: str = "auto"
+    seed: int = 0
+    deterministic: bool = False
+    strict: bool = False
+    quiet: bool = False
+    out: str | None = None
+    weights: str | None = None
+    weights_source: str = "inceptionnet"
+    save_every_steps: int = 0
+    scale_lr: bool = True
+    reference_batch: int | None = None
+
+    def validate(self) -> TrainOptions:
+        """Raise `ConfigError` for an option that cannot work; return self."""
+        if not 0.0 <= self.val_split < 1.0:
+            raise ConfigError(f"--val-split must be in [0, 1), got {self.val_split}")
+        if self.workers < 0:
+            raise ConfigError(f"--workers must not be negative, got {self.workers}")
+        if self.save_every_steps < 0:
+            raise ConfigError(f"--save-every-steps must not be negative, got {self.save_every_steps}")
+        if self.seed < 0:
+            raise ConfigError(f"--seed must not be negative, got {self.seed}")
+        return self
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+@dataclass
+class EpochStats:
+    """Running sums of the current training epoch (kept in step checkpoints so resumed metrics match)."""
+
+    loss_sum: float = 0.0
+    correct: float = 0.0
+    count: float = 0.0
+    data_time: float = 0.0
+    compute_time: float = 0.0
+    images: float = 0.0
+
+
+def fit(options: TrainOptions, recipe: Recipe, resume: dict | None = None) -> dict[str, Any]:
+    """Train `options.model` with `recipe` (continuing the checkpoint dict `resume` if given); return the
+    report written to report.json."""
+    return Trainer(options.validate(), recipe.validate(), resume).run()
+
+
+class Trainer:
+    """One training run. Build it, then `run()`; the methods below are its stages, in order."""
+
+    def __init__(self, options: TrainOptions, recipe: Recipe, resume: dict | None = None) -> None:
+        self.options = options
+        self.recipe = recipe
+        self.resume = resume
+        self.ctx, self.device = dist.init_distributed(options.device)
+        set_deterministic(options.deterministic)
+        seed_everything(dist.rank_seed(options.seed, self.ctx.rank))
+        self.spec = get_spec(options.model)
+        self.img_size = recipe.img_size or self.spec.default_input_size
+        if self.img_size < self.spec.min_input_size:
+            raise ConfigError(f"--img-size {self.img_size} is below {options.model}'s minimum input size "
+                              f"{self.spec.min_input_size}")
+        self.aux_logits = bool(self.spec.aux_heads) and (
+            self.spec.aux_default if recipe.aux_logits is None else recipe.aux_logits)
+        self.aux_weight = self.spec.aux_weight if recipe.aux_weight is None else recipe.aux_weight
+        self.preprocess = dataclasses.replace(self.spec.preprocess, input_size=self.img_size)
+        self.precision = build_precision(self.device, recipe.amp)
+        self.run_dir = Path(options.out)
+        resume_epoch = resume["epoch"] if resume else None
+        self.log = RunLogger(self.run_dir, is_main=self.ctx.is_main, quiet=options.quiet, resume_epoch=resume_epoch)
+        self.skipped: dict[str, str] = {}
+        self.nonfinite_total = 0
+        self.nonfinite_in_row = 0
+        self.best_top1 = -1.0
+        self.best_epoch = 0
+        self.step = 0
+        self.epoch = 0
+        self.batch_in_epoch = 0
+        self.stats = EpochStats()
+
+    # ---- setup ------------------------------------------------------------------------------------------
+    def build_data(self) -> None:
+        """Datasets, transforms and loaders; the train order is resumable (see reproducibility.py)."""
+        from ..data.datasets import build_datasets
+        from ..data.loaders import build_loader
+        from ..data.transforms import TrainAugment, build_eval_transform, build_train_transform
+
+        r = self.recipe
+        aug = TrainAugment(scale=(r.scale_min, r.scale_max), ratio=(r.ratio_min, r.ratio_max), hflip=r.hflip,
+                           photometric=r.photometric, random_interpolation=r.random_interpolation,
+                           pad_crop=r.pad_crop, resize_only=r.resize_only)
+        self.data = build_datasets(self.options.data, self.options.val_split, self.options.seed,
+                                   build_train_transform(aug, self.preprocess, self.img_size),
+                                   build_eval_transform(self.preprocess, self.img_size), strict=self.options.strict)
+        self.class_names = list(self.data.class_names)
+        self.note_skipped(self.data.skipped)
+        plan = dist.plan_batch_and_lr(r.batch_size, self.ctx.world_size, r.lr, self.options.reference_batch,
+                                      self.options.scale_lr)
+        self.batch_plan = plan
+        if len(self.data.train) < plan.global_batch:
+            raise ConfigError(f"the training set has {len(self.data.train)} images, fewer than one batch of "
+                              f"{plan.global_batch}; lower --batch-size")
+        self.sampler = EpochTaggedSampler(dist.TrainSampler(self.data.train, seed=self.options.seed))
+        # Full batches only: a BatchNorm layer cannot train on a last batch of one image.
+        self.train_loader = build_loader(SeededSamples(self.data.train, self.options.seed), plan.per_rank_batch,
+                                         shuffle=False, workers=self.options.workers, seed=self.options.seed,
+                                         drop_last=True, sampler=self.sampler)
+        self.eval_loaders = {}
+        for split in ("val", "test"):
+            dataset = getattr(self.data, split)
+            if dataset is not None and len(dataset) > 0:
+                self.eval_loaders[split] = build_loader(dataset, plan.per_rank_batch, shuffle=False,
+                                                        workers=self.options.workers, seed=self.options.seed,
+                                                        sampler=dist.EvalSampler(dataset))
+        self.batches_per_epoch = len(self.sampler.sampler) // plan.per_rank_batch
+        self.steps_per_epoch = math.ceil(self.batches_per_epoch / r.accum_steps)
+
+    def build_model(self) -> None:
+        """The network (from `weights` when given, with a new head if the recipe asks), the optimizer,
+        schedule, EMA, loss and DDP wrapper."""
+        r = self.recipe
+        self.model_kwargs = {"num_classes": len(self.class_names), "aux_logits": self.aux_logits, "in_chans": 3}
+        model = create_model(self.options.model, **self.model_kwargs)
+        if self.options.weights and not self.resume:
+            self.load_start_weights(model)
+        if r.freeze_bn:
+            for module in model.modules():
+                if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                    module.requires_grad_(False)
+        model.to(self.device)
+        if r.channels_last:
+            model.to(memory_format=torch.channels_last)
+        self.model = model
+        self.optimizer = build_optimizer(model, dataclasses.replace(r, lr=self.batch_plan.lr))
+        self.scheduler = build_scheduler(self.optimizer, r, self.steps_per_epoch)
+        self.ema = build_ema(model, r.ema_decay, r.ema_warmup) if r.ema_decay > 0 else None
+        self.criterion = AuxLoss(self.aux_weight if self.aux_logits else 0.0, r.label_smoothing)
+        self.train_model = dist.wrap_ddp(model, self.device)
+
+    def load_start_weights(self, model: nn.Module) -> None:
+        """Load `options.weights`; with `new_head` the classifier layers may differ and are re-initialised."""
+        from ..weights import load_weights
+
+        new_head = self.recipe.new_head
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            report = load_weights(model, self.options.weights, source=self.options.weights_source,
+                                  strict=not new_head)
+        head_prefixes = tuple(name + "." for name in model.classifier_names)
+        other = [k.split(" ")[0] for k in report.missing + report.unexpected + report.mismatched]
+        other = [k for k in other if not k.startswith(head_prefixes)]
+        if other:
+            raise WeightsError(f"{self.options.weights} does not fit {self.options.model} beyond its classifier: "
+                               f"{report.describe()}")
+        if new_head:
+            model.reset_classifier(len(self.class_names))
+        for warning in caught:
+            if "partial load" not in str(warning.message):
+                self.log.warn(str(warning.message))
+        self.log.log(f"weights: {self.options.weights} ({self.options.weights_source})"
+                     + (", new classifier head" if new_head else ""))
+
+    # ---- checkpoints ------------------------------------------------------------------------------------
+    def checkpoint_state(self) -> dict[str, Any]:
+        """Everything to continue this run exactly, or to use its model (plain types and tensors)."""
+        return {
+            "model_name": self.options.model,
+            "model_kwargs": self.model_kwargs,
+            "class_names": self.class_names,
+            "preprocess": self.preprocess.to_dict(),
+            "model": self.model.state_dict(),
+            "ema": self.ema.module.state_dict() if self.ema is not None else None,
+            "ema_n_averaged": self.ema.n_averaged if self.ema is not None else None,
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.precision.scaler.state_dict() if self.precision.scaler is not None else None,
+            "epoch": self.epoch,
+            "batch_in_epoch": self.batch_in_epoch,
+            "step": self.step,
+            "epoch_stats": dataclasses.asdict(self.stats),
+            "best_top1": self.best_top1,
+            "best_epoch": self.best_epoch,
+            "nonfinite_total": self.nonfinite_total,
+            "skipped": sorted(self.skipped.items()),
+            "rng": rng_state(),
+            "config": self.config(),
+        }
+
+    def save_last(self) -> None:
+        """Write last.pt (rank 0 only); `epoch`/`batch_in_epoch` say where the run continues."""
+        if self.ctx.is_main:
+            save_checkpoint(self.run_dir / "last.pt", self.checkpoint_state())
+
+    def restore(self, ckpt: dict[str, Any]) -> None:
+        """Put the run back to the state of checkpoint `ckpt` (called after the data loader exists)."""
+        if ckpt["class_names"] != self.class_names:
+            raise ConfigError(f"cannot resume {self.run_dir}: the data's classes differ from the checkpoint's")
+        self.model.load_state_dict(ckpt["model"])
+        if self.ema is not None:
+            self.ema.module.load_state_dict(ckpt["ema"])
+            self.ema.n_averaged.copy_(ckpt["ema_n_averaged"])
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        self.scheduler.load_state_dict(ckpt["scheduler"])
+        if self.precision.scaler is not None and ckpt["scaler"] is not None:
+            self.precision.scaler.load_state_dict(ckpt["scaler"])
+        self.epoch, self.batch_in_epoch, self.step = ckpt["epoch"], ckpt["batch_in_epoch"], ckpt["step"]
+        self.stats = EpochStats(**ckpt["epoch_stats"])
+        self.best_top1, self.best_epoch = ckpt["best_top1"], ckpt["best_epoch"]
+        self.nonfinite_total = ckpt["nonfinite_total"]
+        self.skipped.update(dict(ckpt["skipped"]))
+        restore_rng_state(ckpt["rng"])
+        self.log.log(f"resumed from {ckpt['path']}: epoch {self.epoch + 1}, batch {self.batch_in_epoch}, "
+                     f"step {self.step}")
+
+    def config(self) -> dict[str, Any]:
+        return {"options": self.options.to_dict(), "recipe": self.recipe.to_dict(), "model": self.options.model,
+                "img_size": self.img_size, "aux_logits": self.aux_logits, "aux_weight": self.aux_weight,
+                "world_size": self.ctx.world_size, "global_batch": self.batch_plan.global_batch,
+                "lr": self.batch_plan.lr, "precision": self.precision.name, "device": str(self.device)}
+
+    # ---- the loop ---------------------------------------------------------------------------------------
+    def run(self) -> dict[str, Any]:
+        """Train every remaining epoch, validating and checkpointing after each; return the report."""
+        try:
+            return self._run()
+        finally:
+            self.log.close()
+            dist.cleanup_distributed()
+
+    def _run(self) -> dict[str, Any]:
+        started = time.time()
+        self.build_data()
+        self.build_model()
+        if self.resume:
+            self.restore(self.resume)
+        else:
+            self.log.log(f"run folder: {self.run_dir}")
+        self.log.save_config(self.config())
+        self.describe()
+        while self.epoch < self.recipe.epochs:
+            metrics = self.train_epoch()
+            metrics.update(self.validate())
+            self.finish_epoch(metrics)
+        report = self.final_report(time.time() - started)
+        return report
+
+    def describe(self) -> None:
+        aux = f"aux heads x{self.aux_weight}" if self.aux_logits else "no aux heads"
+        self.log.log(f"model {self.options.model} ({aux}), {self.img_size}px, recipe {self.recipe.name}, "
+                     f"{self.precision.name}, {self.ctx.describe(self.device)}")
+        self.log.log(f"data: {self.data.source}: {len(self.data.train)} train / "
+                     + " / ".join(f"{len(getattr(self.data, s))} {s}" for s in self.eval_loaders)
+                     + f" images, {len(self.class_names)} classes; {self.batch_plan.note}")
+
+    def set_train_mode(self) -> None:
+        self.train_model.train()
+        if self.recipe.freeze_bn:
+            for module in self.model.modules():
+                if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                    module.eval()
+
+    def train_epoch(self) -> dict[str, float]:
+        """One epoch (or its remainder after a resume); returns the epoch's training metrics."""
+        r = self.recipe
+        self.set_train_mode()
+        if self.batch_in_epoch == 0:
+            self.stats = EpochStats()
+        self.sampler.set_epoch(self.epoch, self.batch_in_epoch * self.batch_plan.per_rank_batch)
+        with torch.random.fork_rng(devices=[]):
+            # Starting a DataLoader iterator draws a worker seed from the torch generator; keep that draw out
+            # of the training stream so a resumed run continues the same stream from its saved state.
+            batches = iter(self.train_loader)
+        bar = self.log.progress(range(self.batch_in_epoch, self.batches_per_epoch),
+                                desc=f"epoch {self.epoch + 1}/{r.epochs}")
+        tick = time.perf_counter()
+        for index in bar:
+            batch = next(batches)
+            loaded = time.perf_counter()
+            self.note_skipped(batch.skipped)
+            self.train_batch(batch.images, batch.targets, index)
+            done = time.perf_counter()
+            self.stats.data_time += loaded - tick
+            self.stats.compute_time += done - loaded
+            if self.batch_in_epoch % r.accum_steps == 0 or self.batch_in_epoch == self.batches_per_epoch:
+                self.optimizer_step()
+                bar.set_postfix(loss=f"{self.stats.loss_sum / max(self.stats.count, 1):.3f}",
+                                data=f"{loaded - tick:.3f}s", compute=f"{done - loaded:.3f}s")
+                if (self.options.save_every_steps and self.step % self.options.save_every_steps == 0
+                        and self.batch_in_epoch < self.batches_per_epoch):
+                    self.save_last()
+            tick = time.perf_counter()
+        bar.close()
+        sums = dist.all_reduce_sum([self.stats.loss_sum, self.stats.correct, self.stats.count]).tolist()
+        return {"train_loss": sums[0] / max(sums[2], 1), "train_acc": sums[1] / max(sums[2], 1),
+                "lr": self.optimizer.param_groups[0]["lr"], "data_time": self.stats.data_time,
+                "compute_time": self.stats.compute_time}
+
+    def train_batch(self, images: Tensor, targets: Tensor, index: int) -> None:
+        """Forward and backward of one micro-batch; a non-finite loss is skipped and counted."""
+        images = images.to(self.device, non_blocking=True)
+        targets = targets.to(self.device, non_blocking=True)
+        if self.recipe.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        with self.precision.autocast():
+            if self.aux_logits:
+                logits, aux = self.train_model(images, with_aux=True)
+            else:
+                logits, aux = self.train_model(images), ()
+            loss, main = self.criterion(logits.float(), [a.float() for a in aux], targets)
+        self.batch_in_epoch = index + 1
+        if not torch.isfinite(loss):
+            self.nonfinite_total += 1
+            self.nonfinite_in_row += 1
+            self.log.warn(f"non-finite loss at epoch {self.epoch + 1} batch {index + 1}: skipped "
+                          f"({self.nonfinite_in_row} in a row)")
+            if self.nonfinite_in_row >= self.recipe.max_nonfinite:
+                raise TrainingError(f"the loss was non-finite for {self.nonfinite_in_row} batches in a row; "
+                                    "lower --lr, turn off --amp or check the data")
+            return
+        self.nonfinite_in_row = 0
+        scaled = loss / self.recipe.accum_steps
+        if self.precision.scaler is not None:
+            scaled = self.precision.scaler.scale(scaled)
+        scaled.backward()
+        n = targets.numel()
+        self.stats.loss_sum += float(main.detach()) * n
+        self.stats.correct += float((logits.detach().argmax(1) == targets).sum())
+        self.stats.count += n
+        self.stats.images += n
+
+    def optimizer_step(self) -> None:
+        """Clip, step, update the scaler, schedule and EMA, then clear the gradients."""
+        scaler = self.precision.scaler
+        if self.recipe.grad_clip > 0:
+            if scaler is not None:
+                scaler.unscale_(self.optimizer)
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.recipe.grad_clip)
+        if scaler is not None:
+            scaler.step(self.optimizer)
+            scaler.update()
+        else:
+            self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scheduler.step()
+        if self.ema is not None:
+            self.ema.update_parameters(self.model)
+        self.step += 1
+
+    @torch.no_grad()
+    def evaluate(self, model: nn.Module, loader: Iterable) -> dict[str, float]:
+        """Top-1, top-5 and cross-entropy of `model` over `loader`, summed over every rank."""
+        model.eval()
+        k = min(5, len(self.class_names))
+        sums = torch.zeros(4, dtype=torch.float64)
+        for batch in loader:
+            self.note_skipped(batch.skipped)
+            images = batch.images.to(self.device, non_blocking=True)
+            targets = batch.targets.to(self.device, non_blocking=True)
+            if self.recipe.channels_last:
+                images = images.contiguous(memory_format=torch.channels_last)
+            with self.precision.autocast():
+                logits = model(images).float()
+            top = logits.topk(k, dim=1).indices
+            sums += torch.tensor([float((top[:, 0] == targets).sum()), float((top == targets[:, None]).any(1).sum()),
+                                  float(nn.functional.cross_entropy(logits, targets, reduction="sum")),
+                                  targets.numel()], dtype=torch.float64)
+        sums = dist.all_reduce_sum(sums.tolist()).tolist()
+        n = max(sums[3], 1)
+        return {"acc": sums[0] / n, f"top{k}": sums[1] / n, "loss": sums[2] / n}
+
+    def eval_model(self) -> nn.Module:
+        """The network that is evaluated and kept as best: the weight average when the recipe has one."""
+        return self.ema.module if self.ema is not None else self.model
+
+    def validate(self) -> dict[str, float]:
+        if "val" not in self.eval_loaders:
+            return {}
+        return {f"val_{k}": v for k, v in self.evaluate(self.eval_model(), self.eval_loaders["val"]).items()}
+
+    def finish_epoch(self, metrics: dict[str, float]) -> None:
+        """Close the epoch: checkpoint last.pt (and best.pt on a new best val top-1), log the epoch line."""
+        metrics["time"] = self.stats.data_time + self.stats.compute_time
+        metrics["images_per_s"] = self.stats.images / max(metrics["time"], 1e-9)
+        self.epoch += 1
+        self.batch_in_epoch = 0
+        improved = "val_acc" in metrics and metrics["val_acc"] > self.best_top1
+        if improved:
+            self.best_top1, self.best_epoch = metrics["val_acc"], self.epoch
+        self.stats = EpochStats()
+        self.save_last()
+        if improved and self.ctx.is_main:
+            atomic_write(self.run_dir / "best.pt", lambda tmp: shutil.copyfile(self.run_dir / "last.pt", tmp))
+        self.log.log_epoch(self.epoch, self.recipe.epochs, metrics)
+        self.log.scalars(self.epoch, {"nonfinite_skipped": self.nonfinite_total})
+
+    def final_report(self, wall_time: float) -> dict[str, Any]:
+        """Test-set metrics of best.pt when a test split exists; then report.json."""
+        extra: dict[str, Any] = {
+            "model": self.options.model, "recipe": self.recipe.name, "img_size": self.img_size,
+            "device": str(self.device), "precision": self.precision.name, "world_size": self.ctx.world_size,
+            "steps": self.step, "nonfinite_skipped": self.nonfinite_total, "train_wall_time_s": round(wall_time, 3),
+            "best_val_top1": self.best_top1 if self.best_top1 >= 0 else None,
+            "last_checkpoint": str(self.run_dir / "last.pt"),
+        }
+        best = self.run_dir / "best.pt"
+        dist.barrier()
+        if best.is_file():
+            extra["best_checkpoint"] = str(best)
+            if "test" in self.eval_loaders:
+                ckpt = load_checkpoint(best)
+                self.eval_model().load_state_dict(ckpt["ema"] if ckpt["ema"] is not None else ckpt["model"])
+                test = self.evaluate(self.eval_model(), self.eval_loaders["test"])
+                extra.update({f"test_{k}": v for k, v in test.items()})
+        report = self.log.write_report(extra, sorted(self.skipped.items()))
+        summary = f"best val top-1 {100 * self.best_top1:.2f}% (epoch {self.best_epoch})" if self.best_top1 >= 0 \
+            else "no validation split"
+        self.log.log(f"done in {wall_time:.1f}s: {summary}; run folder {self.run_dir}")
+        return report
+
+    def note_skipped(self, items: Iterable[tuple[str, str]]) -> None:
+        """Remember files the data pipeline skipped (path -> reason), for report.json."""
+        for path, reason in items:
+            if str(path) not in self.skipped:
+                self.skipped[str(path)] = reason
+                self.log.warn(f"skipped {path}: {reason}")
+
+
+def default_run_dir(model: str) -> str:
+    """runs/<model>-<YYYYmmdd-HHMMSS> under the current directory."""
+    return str(Path("runs") / f"{model}-{time.strftime('%Y%m%d-%H%M%S')}")

@@ -1,0 +1,239 @@
+"""Named training recipes: every hyper-parameter default of the training engine lives here.
+
+A `Recipe` is a flat dataclass so that each field can be overridden from the CLI
+(`--set field=value`) and saved as-is into a run folder's `config.json`. Learning-rate schedules
+are written in epochs, as the papers give them, but the engine evaluates them at every optimizer
+step with a fractional epoch (see `lr_factor`), so a run of a few epochs still sees the decay.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import types
+import typing
+from dataclasses import dataclass
+
+from .errors import ConfigError
+
+OPTIMIZERS = ("sgd", "rmsprop_tf", "adam", "adamw")
+SCHEDULES = ("constant", "step", "cosine")
+
+
+@dataclass
+class Recipe:
+    """Hyper-parameters of one training run.
+
+    `None` means "ask the model's ModelSpec" (input size, aux heads and their loss weight).
+    `step_every`/`step_gamma`: lr x gamma every `step_every` epochs; `staircase=False` spreads the
+    decay smoothly over the steps in between (TF `exponential_decay`). `warmup_epochs` ramps the lr
+    linearly from 0 and applies to every schedule. `ema_decay` > 0 keeps a Polyak/EMA average of the
+    weights that is evaluated and saved; `ema_warmup` lowers the decay early on
+    (min(decay, (1 + n) / (10 + n)) after n updates) so short runs get a useful average.
+    `body_lr_scale` multiplies the lr of every parameter outside the classifier heads (fine-tuning).
+    """
+
+    name: str = "custom"
+    epochs: int = 30
+    batch_size: int = 32
+    img_size: int | None = None
+    # optimizer
+    optimizer: str = "sgd"
+    lr: float = 0.01
+    momentum: float = 0.9
+    nesterov: bool = False
+    weight_decay: float = 1e-4
+    rmsprop_decay: float = 0.9
+    rmsprop_eps: float = 1.0
+    body_lr_scale: float = 1.0
+    # schedule
+    schedule: str = "cosine"
+    step_every: float = 1.0
+    step_gamma: float = 1.0
+    staircase: bool = False
+    warmup_epochs: float = 0.0
+    min_lr_ratio: float = 0.0
+    # loss and regularisation
+    aux_logits: bool | None = None
+    aux_weight: float | None = None
+    label_smoothing: float = 0.0
+    grad_clip: float = 0.0
+    ema_decay: float = 0.0
+    ema_warmup: bool = True
+    # augmentation (inceptionnet.data.TrainAugment)
+    scale_min: float = 0.08
+    scale_max: float = 1.0
+    ratio_min: float = 3 / 4
+    ratio_max: float = 4 / 3
+    hflip: bool = True
+    photometric: float = 0.0
+    random_interpolation: bool = False
+    pad_crop: int = 0
+    resize_only: bool = False
+    # model adaptation and engine options
+    new_head: bool = False
+    freeze_bn: bool = False
+    accum_steps: int = 1
+    amp: bool = False
+    channels_last: bool = False
+    max_nonfinite: int = 20
+
+    def validate(self) -> Recipe:
+        """Raise `ConfigError` naming the first field whose value cannot work; return self."""
+        if self.optimizer not in OPTIMIZERS:
+            raise ConfigError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}")
+        if self.schedule not in SCHEDULES:
+            raise ConfigError(f"schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}")
+        positive = {"epochs": self.epochs, "batch_size": self.batch_size, "lr": self.lr,
+                    "accum_steps": self.accum_steps, "step_every": self.step_every,
+                    "max_nonfinite": self.max_nonfinite}
+        for key, value in positive.items():
+            if not value > 0:
+                raise ConfigError(f"{key} must be positive, got {value}")
+        if self.img_size is not None and self.img_size < 1:
+            raise ConfigError(f"img_size must be positive, got {self.img_size}")
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise ConfigError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
+        if not 0.0 <= self.label_smoothing < 1.0:
+            raise ConfigError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
+        if not 0.0 < self.scale_min <= self.scale_max <= 1.0:
+            raise ConfigError(f"need 0 < scale_min <= scale_max <= 1, got {self.scale_min}, {self.scale_max}")
+        if not 0.0 < self.ratio_min <= self.ratio_max:
+            raise ConfigError(f"need 0 < ratio_min <= ratio_max, got {self.ratio_min}, {self.ratio_max}")
+        for key in ("weight_decay", "warmup_epochs", "grad_clip", "body_lr_scale", "min_lr_ratio", "pad_crop",
+                    "photometric"):
+            if getattr(self, key) < 0:
+                raise ConfigError(f"{key} must not be negative, got {getattr(self, key)}")
+        return self
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+RECIPES: dict[str, Recipe] = {
+    # Szegedy et al. 2014, section 6: asynchronous SGD momentum 0.9, lr -4% every 8 epochs,
+    # Polyak averaging, 8-100% area crops with aspect 3/4-4/3, photometric distortion,
+    # random resize interpolation, aux losses weighted 0.3.
+    "googlenet-paper": Recipe(
+        name="googlenet-paper", epochs=90, batch_size=32, optimizer="sgd", lr=0.01, momentum=0.9,
+        weight_decay=2e-4, schedule="step", step_every=8, step_gamma=0.96, aux_logits=True, aux_weight=0.3,
+        ema_decay=0.9999, photometric=0.4, random_interpolation=True),
+    # Szegedy et al. 2015 (v3) section 8 / 2016 (v4) section 4: RMSProp decay 0.9, eps 1.0, lr 0.045
+    # x0.94 every 2 epochs, gradient clipping 2.0, label smoothing 0.1, weight averaging.
+    "inception-v3-paper": Recipe(
+        name="inception-v3-paper", epochs=100, batch_size=32, optimizer="rmsprop_tf", lr=0.045,
+        weight_decay=4e-5, rmsprop_decay=0.9, rmsprop_eps=1.0, schedule="step", step_every=2, step_gamma=0.94,
+        grad_clip=2.0, label_smoothing=0.1, aux_weight=0.4, ema_decay=0.9999, photometric=0.4),
+    "inception-v4-paper": Recipe(
+        name="inception-v4-paper", epochs=100, batch_size=32, optimizer="rmsprop_tf", lr=0.045,
+        weight_decay=4e-5, rmsprop_decay=0.9, rmsprop_eps=1.0, schedule="step", step_every=2, step_gamma=0.94,
+        grad_clip=2.0, label_smoothing=0.1, aux_weight=0.4, ema_decay=0.9999, photometric=0.4),
+    # Seed 004: images resized to 224 without augmentation, Adam lr 1e-4, batch 32, 40 epochs.
+    "seed-adam": Recipe(
+        name="seed-adam", epochs=40, batch_size=32, img_size=224, optimizer="adam", lr=1e-4, weight_decay=0.0,
+        schedule="constant", resize_only=True, hflip=False, aux_logits=False),
+    # Strong small-image recipe: pad-and-crop + flip, nesterov SGD, warmup then cosine, label smoothing.
+    "cifar": Recipe(
+        name="cifar", epochs=60, batch_size=128, optimizer="sgd", lr=0.1, momentum=0.9, nesterov=True,
+        weight_decay=5e-4, schedule="cosine", warmup_epochs=2, label_smoothing=0.1, pad_crop=4, hflip=True),
+    # From loaded weights: fresh head at the full lr, body at a tenth, warmup then cosine.
+    "finetune": Recipe(
+        name="finetune", epochs=10, batch_size=32, optimizer="sgd", lr=0.01, momentum=0.9, nesterov=True,
+        weight_decay=1e-4, body_lr_scale=0.1, schedule="cosine", warmup_epochs=1, label_smoothing=0.1,
+        scale_min=0.25, new_head=True),
+}
+
+
+def recipe_names() -> list[str]:
+    """Names of the built-in recipes."""
+    return list(RECIPES)
+
+
+def get_recipe(name: str) -> Recipe:
+    """A fresh copy of recipe `name`; `ConfigError` naming the known ones otherwise."""
+    try:
+        return dataclasses.replace(RECIPES[name])
+    except KeyError:
+        raise ConfigError(f"unknown recipe {name!r}; known recipes: {', '.join(RECIPES)}") from None
+
+
+def parse_value(text: str, annotation: typing.Any, key: str) -> typing.Any:
+    """Turn the string `text` into a value of `annotation` (bool, int, float, str, or an optional one).
+
+    "none"/"null" give None for optional fields; booleans accept true/false/1/0/yes/no/on/off.
+    """
+    options = _type_options(annotation)
+    if type(None) in options and text.strip().lower() in ("none", "null"):
+        return None
+    for kind in options:
+        if kind is bool:
+            lowered = text.strip().lower()
+            if lowered in ("true", "1", "yes", "on"):
+                return True
+            if lowered in ("false", "0", "no", "off"):
+                return False
+        elif kind in (int, float):
+            try:
+                return kind(text)
+            except ValueError:
+                continue
+        elif kind is str:
+            return text
+    names = " or ".join(k.__name__ for k in options)
+    raise ConfigError(f"--set {key}={text}: expected {names}")
+
+
+def _type_options(annotation: typing.Any) -> list[type]:
+    if isinstance(annotation, str):  # postponed annotations: evaluate the simple builtin names
+        return [{"int": int, "float": float, "bool": bool, "str": str, "None": type(None)}[part.strip()]
+                for part in annotation.split("|")]
+    if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union:
+        return list(typing.get_args(annotation))
+    return [annotation]
+
+
+def apply_overrides(obj: typing.Any, overrides: dict[str, str]) -> list[str]:
+    """Set the dataclass fields of `obj` named in `overrides` (values as strings, parsed by field type).
+
+    Returns the keys that are not fields of `obj`, so a caller can try them on another object.
+    """
+    fields = {f.name: f for f in dataclasses.fields(obj)}
+    unknown = []
+    for key, text in overrides.items():
+        field = fields.get(key.replace("-", "_"))
+        if field is None:
+            unknown.append(key)
+            continue
+        setattr(obj, field.name, parse_value(text, field.type, key))
+    return unknown
+
+
+def parse_set_options(items: list[str]) -> dict[str, str]:
+    """`["lr=0.1", "ema_decay=0"]` -> `{"lr": "0.1", "ema_decay": "0"}`; ConfigError for a malformed item."""
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--set expects field=value, got {item!r}")
+        out[key.strip()] = value.strip()
+    return out
+
+
+def lr_factor(recipe: Recipe, step: int, steps_per_epoch: int) -> float:
+    """The multiplier of the base lr at optimizer step `step` (0-based), for LambdaLR.
+
+    The epoch is fractional (`step / steps_per_epoch`): warmup ramps linearly over `warmup_epochs`,
+    then "step" decays by `step_gamma` per `step_every` epochs (floored when `staircase`), "cosine"
+    goes from 1 to `min_lr_ratio` by the end of `epochs`, and "constant" stays at 1.
+    """
+    epoch = step / steps_per_epoch
+    if recipe.warmup_epochs > 0 and epoch < recipe.warmup_epochs:
+        return (step + 1) / (recipe.warmup_epochs * steps_per_epoch + 1)
+    if recipe.schedule == "step":
+        periods = epoch / recipe.step_every
+        return recipe.step_gamma ** (math.floor(periods) if recipe.staircase else periods)
+    if recipe.schedule == "cosine":
+        span = max(recipe.epochs - recipe.warmup_epochs, 1e-12)
+        progress = min(max((epoch - recipe.warmup_epochs) / span, 0.0), 1.0)
+        return recipe.min_lr_ratio + (1 - recipe.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+    return 1.0
