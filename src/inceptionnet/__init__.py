@@ -7,8 +7,16 @@ from .weights import export_state_dict, load_weights, save_weights
 
 __version__ = "0.1.0"
 
+
+def train(*args, **kwargs):
+    """Train a model; see `inceptionnet.train_api.train` (imported on first use: it pulls in the engine)."""
+    from .train_api import train as _train
+
+    return _train(*args, **kwargs)
+
+
 __all__ = [
     "ConfigError", "DataError", "InceptionNetError", "InputSizeError", "ModelSpec", "Preprocess",
     "WeightsError", "create_model", "export_state_dict", "get_spec", "list_models", "load_weights",
-    "save_weights",
+    "save_weights", "train",
 ]

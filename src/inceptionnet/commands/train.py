@@ -1,0 +1,67 @@
+"""`inceptionnet train`: train a model on an image folder, CIFAR-10 or the embedded synthetic set."""
+
+from __future__ import annotations
+
+import argparse
+
+from ..recipes import parse_set_options, recipe_names
+
+
+def add_training_options(p: argparse.ArgumentParser) -> None:
+    """The options shared by `train` and `demo`; every default is None so only what the user gives is passed."""
+    p.add_argument("--epochs", type=int, help="number of epochs (recipe default otherwise)")
+    p.add_argument("--batch-size", type=int, help="global batch size (recipe default otherwise)")
+    p.add_argument("--img-size", type=int, help="training and validation input size (model default otherwise)")
+    p.add_argument("--lr", type=float, help="base learning rate (recipe default, scaled to the batch, otherwise)")
+    p.add_argument("--workers", type=int, help="data loading worker processes (default 0: in the main process)")
+    p.add_argument("--device", help="auto (default), cpu, cuda or cuda:N")
+    p.add_argument("--amp", action=argparse.BooleanOptionalAction, default=None,
+                   help="mixed precision: bf16 where supported, fp16 + loss scaling on older GPUs (default off)")
+    p.add_argument("--seed", type=int, help="seeds Python, NumPy, torch and the data order (default 0)")
+    p.add_argument("--deterministic", action="store_true", default=None,
+                   help="deterministic kernels: a CPU run repeats bit for bit")
+    p.add_argument("--quiet", action="store_true", default=None, help="no progress bars or epoch lines")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="FIELD=VALUE",
+                   help="override any recipe field or training option, e.g. --set ema_decay=0 (repeatable)")
+
+
+def add_parser(sub) -> argparse.ArgumentParser:
+    p = sub.add_parser("train", help="train a model", description=(
+        "Train a model. The run folder (--out, default runs/<model>-<timestamp>) receives config.json, "
+        "metrics.csv, TensorBoard events, curves.png, report.json, log.txt, last.pt and best.pt."))
+    p.add_argument("--model", help="registered model name (see `inceptionnet list`; default googlenet_bn)")
+    p.add_argument("--recipe", help=f"training recipe: {', '.join(recipe_names())} (default: the model's)")
+    p.add_argument("--data", help="image folder of class folders, a folder with train/ and val/, or a CIFAR-10 "
+                                  "folder (default: the embedded synthetic set)")
+    p.add_argument("--val-split", type=float, help="validation fraction when the data has no val/ (default 0.2)")
+    p.add_argument("--out", help="run folder (default runs/<model>-<timestamp>)")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR exactly where last.pt stopped")
+    p.add_argument("--strict", action="store_true", default=None,
+                   help="stop at the first unreadable image instead of skipping and counting it")
+    p.add_argument("--weights", metavar="FILE", help="start from these weights (fine-tuning)")
+    p.add_argument("--weights-source", choices=("inceptionnet", "torchvision", "timm", "cadene"),
+                   help="layout of --weights (default inceptionnet)")
+    p.add_argument("--save-every-steps", type=int, metavar="N", help="also write last.pt every N optimizer steps")
+    add_training_options(p)
+    return p
+
+
+def training_kwargs(args: argparse.Namespace, names: tuple[str, ...]) -> dict:
+    """The options of `names` the user gave on the command line, plus the parsed --set overrides."""
+    kwargs = {name: getattr(args, name) for name in names if getattr(args, name, None) is not None}
+    kwargs["overrides"] = parse_set_options(args.overrides)
+    return kwargs
+
+
+SHARED = ("epochs", "batch_size", "img_size", "lr", "workers", "device", "amp", "seed", "deterministic", "quiet")
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..train_api import train
+
+    kwargs = training_kwargs(args, SHARED + ("model", "recipe", "data", "val_split", "out", "resume", "strict",
+                                             "weights", "weights_source", "save_every_steps"))
+    report = train(**kwargs)
+    if report.get("best_checkpoint"):
+        print(f"best checkpoint: {report['best_checkpoint']}")
+    return 0

@@ -1,0 +1,105 @@
+"""`inceptionnet.train(...)`: the Python face of `inceptionnet train`, with the same options."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError
+from .recipes import Recipe, apply_overrides, get_recipe
+
+DEFAULT_MODEL = "googlenet_bn"
+# Options that may change when a run is resumed; everything else comes from the checkpoint's config.
+RESUMABLE_CHANGES = ("epochs", "workers", "device", "quiet", "save_every_steps")
+
+
+def train(model: str | None = None, recipe: str | None = None, data: str | None = None, *,
+          epochs: int | None = None, batch_size: int | None = None, img_size: int | None = None,
+          lr: float | None = None, amp: bool | None = None, overrides: dict[str, Any] | None = None,
+          resume: str | None = None, out: str | None = None, **options: Any) -> dict[str, Any]:
+    """Train `model` (default googlenet_bn) with `recipe` (default: the model's ModelSpec.default_recipe) on
+    `data` (None: the embedded synthetic set; a folder of class folders, a train/val folder or CIFAR-10).
+
+    `overrides` sets any Recipe or TrainOptions field by name (as `--set field=value` does; values may be
+    strings). Other keyword options are TrainOptions fields: val_split, workers, device, seed, deterministic,
+    strict, quiet, weights, weights_source, save_every_steps. `resume` continues the run folder given, exactly
+    where its last.pt stopped. Returns the report written to report.json.
+    """
+    from .engine.train import fit
+
+    options_obj, recipe_obj, ckpt = prepare_run(model, recipe, data, epochs=epochs, batch_size=batch_size,
+                                                img_size=img_size, lr=lr, amp=amp, overrides=overrides,
+                                                resume=resume, out=out, **options)
+    return fit(options_obj, recipe_obj, ckpt)
+
+
+def prepare_run(model: str | None = None, recipe: str | None = None, data: str | None = None, *,
+                epochs: int | None = None, batch_size: int | None = None, img_size: int | None = None,
+                lr: float | None = None, amp: bool | None = None, overrides: dict[str, Any] | None = None,
+                resume: str | None = None, out: str | None = None, **options: Any):
+    """Resolve the arguments of `train` into (TrainOptions, Recipe, checkpoint dict or None), validated."""
+    from .engine.train import TrainOptions, default_run_dir
+
+    explicit = {"epochs": epochs, "batch_size": batch_size, "img_size": img_size, "lr": lr, "amp": amp}
+    explicit = {k: v for k, v in explicit.items() if v is not None}
+    option_fields = {f.name for f in dataclasses.fields(TrainOptions)}
+    unknown = sorted(set(options) - option_fields)
+    if unknown:
+        raise ConfigError(f"unknown training option(s): {', '.join(unknown)}")
+    if resume is not None:
+        return _prepare_resume(resume, model, recipe, data, explicit, overrides, out, options)
+    model = model or DEFAULT_MODEL
+    from .models import get_spec
+
+    recipe_name = recipe or get_spec(model).default_recipe
+    recipe_obj = get_recipe(recipe_name)
+    preset_lr = recipe_obj.lr
+    run_options = TrainOptions(model=model, recipe=recipe_name, data=data, **options)
+    _set_fields(recipe_obj, run_options, {**explicit, **(overrides or {})})
+    if recipe_obj.lr != preset_lr:  # an lr the user chose is used as given, not scaled to the batch
+        run_options.scale_lr = False
+    run_options.reference_batch = run_options.reference_batch or get_recipe(recipe_name).batch_size
+    run_options.out = out or default_run_dir(model)
+    return run_options.validate(), recipe_obj.validate(), None
+
+
+def _prepare_resume(resume: str, model, recipe, data, explicit: dict, overrides, out, options: dict):
+    from .engine.checkpoint import load_checkpoint
+    from .engine.train import TrainOptions
+
+    run_dir = Path(resume)
+    path = run_dir / "last.pt" if run_dir.is_dir() else run_dir
+    if not path.is_file():
+        raise ConfigError(f"--resume {resume}: no last.pt there to continue from")
+    ckpt = load_checkpoint(path)
+    config = ckpt.get("config") or {}
+    if "options" not in config or "recipe" not in config:
+        raise ConfigError(f"--resume {resume}: {path} is not a training checkpoint (no run config)")
+    changes = {**explicit, **options, **(overrides or {})}
+    fixed = [k for k in changes if k not in RESUMABLE_CHANGES]
+    fixed += [name for name, value in (("model", model), ("recipe", recipe), ("data", data), ("out", out))
+              if value is not None]
+    if fixed:
+        raise ConfigError(f"--resume continues the saved configuration; only {', '.join(RESUMABLE_CHANGES)} may "
+                          f"change, not: {', '.join(fixed)}")
+    run_options = TrainOptions(**config["options"])
+    recipe_obj = Recipe(**config["recipe"])
+    _set_fields(recipe_obj, run_options, changes)
+    run_options.out = str(path.parent)
+    return run_options.validate(), recipe_obj.validate(), ckpt
+
+
+def _set_fields(recipe: Recipe, options: Any, values: dict[str, Any]) -> None:
+    """Set each of `values` on the recipe, or else on the options; string values are parsed by field type."""
+    for key, value in values.items():
+        if isinstance(value, str):
+            remaining = apply_overrides(recipe, {key: value})
+            if remaining and apply_overrides(options, {key: value}):
+                raise ConfigError(f"unknown field {key!r} (not a recipe field nor a training option)")
+            continue
+        name = key.replace("-", "_")
+        target = recipe if hasattr(recipe, name) else options if hasattr(options, name) else None
+        if target is None or not dataclasses.is_dataclass(target):
+            raise ConfigError(f"unknown field {key!r} (not a recipe field nor a training option)")
+        setattr(target, name, value)
