@@ -1,0 +1,139 @@
+"""Opening and decoding image files: every bad file becomes a `BadImageError`, every good one an RGB image.
+
+Decoding is split in two so callers can look before they pay: `open_image` reads only the header
+(size, format, EXIF), then `decode_image` decodes, optionally at 1/2, 1/4 or 1/8 scale for JPEGs
+(libjpeg's DCT scaling, PIL `draft`), applies the EXIF orientation and converts to RGB.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from ..errors import DataError
+
+# Pillow's own warning threshold (about 89.5 megapixels, 0.25 GiB as RGB). Larger images are refused
+# rather than decoded: a tiny file can claim a huge size and exhaust memory.
+MAX_IMAGE_PIXELS = 89_478_485
+
+# The EXIF orientations (5-8) that turn the stored image by 90 degrees, swapping width and height.
+_TRANSPOSING_ORIENTATIONS = (5, 6, 7, 8)
+_EXIF_ORIENTATION = 0x0112
+_SIXTEEN_BIT_MODES = ("I", "I;16", "I;16B", "I;16L", "I;16N")
+_DRAFT_SCALES = (8, 4, 2)
+
+
+class BadImageError(DataError):
+    """An image file that cannot be used: empty, not an image, corrupt, truncated, or too large."""
+
+    def __init__(self, path: str | os.PathLike, reason: str) -> None:
+        self.path = str(path)
+        self.reason = reason
+        super().__init__(f"cannot use image {self.path}: {reason}")
+
+
+def open_image(path: str | os.PathLike) -> Image.Image:
+    """Open `path` lazily: only the header is read (size, format, EXIF); pixels are decoded later.
+
+    Raises `BadImageError` for a missing or zero-byte file, a file that is not an image, an unreadable
+    header, and images over `MAX_IMAGE_PIXELS` pixels.
+    """
+    try:
+        size = os.path.getsize(path)
+    except OSError as e:
+        raise BadImageError(path, f"cannot read file ({e.strerror or e})") from None
+    if size == 0:
+        raise BadImageError(path, "empty file (0 bytes)")
+    try:
+        with warnings.catch_warnings():
+            # We apply our own limit below, with a clearer message than Pillow's warning.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            img = Image.open(path)
+    except Image.DecompressionBombError:
+        raise BadImageError(path, f"image is larger than the limit of {MAX_IMAGE_PIXELS} pixels") from None
+    except UnidentifiedImageError:
+        raise BadImageError(path, "not an image file (format not recognised)") from None
+    except Exception as e:  # Pillow's header parsers raise many types for bad bytes
+        raise BadImageError(path, f"unreadable image header ({type(e).__name__}: {e})") from None
+    width, height = img.size
+    if width * height > MAX_IMAGE_PIXELS:
+        img.close()
+        raise BadImageError(
+            path, f"{width}x{height} pixels exceeds the limit of {MAX_IMAGE_PIXELS} pixels (decompression bomb?)"
+        )
+    return img
+
+
+def oriented_size(img: Image.Image) -> tuple[int, int]:
+    """(width, height) of `img` as it will look after its EXIF orientation is applied; header only."""
+    width, height = img.size
+    try:
+        orientation = img.getexif().get(_EXIF_ORIENTATION, 1)
+    except Exception:  # malformed EXIF: the orientation is unknown, so none is applied
+        orientation = 1
+    return (height, width) if orientation in _TRANSPOSING_ORIENTATIONS else (width, height)
+
+
+def draft_scale(region_width: float, region_height: float, out_width: int, out_height: int) -> int:
+    """The largest JPEG reduction (1, 2, 4 or 8) that keeps a region of the given size at least `out` pixels."""
+    for scale in _DRAFT_SCALES:
+        if region_width >= scale * out_width and region_height >= scale * out_height:
+            return scale
+    return 1
+
+
+def decode_image(img: Image.Image, scale: int = 1) -> Image.Image:
+    """Decode an image from `open_image` into RGB, EXIF orientation applied.
+
+    `scale` (1, 2, 4, 8) asks a JPEG to be decoded at 1/scale of its size (ceil), which is several
+    times faster; other formats ignore it. An image that is already decoded is only converted.
+    Grayscale, palette, CMYK and 16-bit images become RGB; transparency is composited on white.
+    Raises `BadImageError` for corrupt or truncated data.
+    """
+    path = getattr(img, "filename", "") or "<image>"
+    if scale > 1 and img.format == "JPEG":
+        width, height = img.size
+        # Asking for (width // scale, height // scale) makes Pillow pick exactly this scale.
+        img.draft(img.mode, (max(1, width // scale), max(1, height // scale)))
+    try:
+        img.load()
+    except Exception as e:  # decoders raise OSError, SyntaxError, ValueError, zlib.error...
+        img.close()
+        raise BadImageError(path, f"corrupt or truncated image data ({type(e).__name__}: {e})") from None
+    try:
+        ImageOps.exif_transpose(img, in_place=True)
+    except Exception:  # malformed EXIF: keep the stored orientation rather than lose the image
+        pass
+    return to_rgb(img)
+
+
+def to_rgb(img: Image.Image) -> Image.Image:
+    """Convert a decoded image of any mode to 8-bit RGB (16-bit scaled down, transparency on white)."""
+    if img.mode == "RGB":
+        return img
+    if img.mode in _SIXTEEN_BIT_MODES:
+        # Pillow's convert() clips 16-bit values at 255 instead of scaling them.
+        gray = np.asarray(img, dtype=np.float32) / 257.0
+        return Image.fromarray(np.clip(gray + 0.5, 0, 255).astype(np.uint8), "L").convert("RGB")
+    has_alpha = img.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in img.info
+    if has_alpha:
+        rgba = img.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(white, rgba).convert("RGB")
+    return img.convert("RGB")
+
+
+def load_image(path: str | os.PathLike, draft_size: int | None = None) -> Image.Image:
+    """Decode `path` into an RGB PIL image with its EXIF orientation applied.
+
+    With `draft_size`, a JPEG is decoded at the smallest 1/2, 1/4 or 1/8 scale whose shorter side is
+    still at least `draft_size`. Raises `BadImageError` naming the path and the reason.
+    """
+    img = open_image(path)
+    scale = 1
+    if draft_size:
+        scale = draft_scale(img.width, img.height, draft_size, draft_size)
+    return decode_image(img, scale)

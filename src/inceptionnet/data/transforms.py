@@ -1,0 +1,218 @@
+"""Training and evaluation transforms: PIL image in, model input tensor out.
+
+Pixels stay uint8 until `to_model_input`, the only float step. The training crop is chosen from the
+header size before any pixel is decoded, so a JPEG whose crop is at least twice the output size is
+decoded at 1/2, 1/4 or 1/8 scale (PIL `draft`), and the crop and resize are one PIL resample.
+Our transforms set `takes_lazy_image = True`: `ImageDataset` then hands them the header-only image.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from PIL import Image
+from torch import Tensor
+from torchvision.transforms import InterpolationMode, v2
+from torchvision.transforms import functional as F
+
+from ..errors import ConfigError
+from ..models.registry import Preprocess
+from .images import decode_image, draft_scale, oriented_size
+
+PIL_RESAMPLE = {
+    "nearest": Image.Resampling.NEAREST,
+    "bilinear": Image.Resampling.BILINEAR,
+    "bicubic": Image.Resampling.BICUBIC,
+    "box": Image.Resampling.BOX,
+    "area": Image.Resampling.BOX,
+    "hamming": Image.Resampling.HAMMING,
+    "lanczos": Image.Resampling.LANCZOS,
+}
+# GoogLeNet drew the resize interpolation at random from these (area = box filter).
+GOOGLENET_RESAMPLES = ("bilinear", "box", "nearest", "bicubic")
+_RRC_ATTEMPTS = 10
+
+Box = tuple[float, float, float, float]
+
+
+@dataclass
+class TrainAugment:
+    """Training augmentation settings.
+
+    scale/ratio: area fraction and aspect range of the random-resized crop. hflip: mirror half the
+    images. photometric: strength of brightness/contrast/saturation/hue jitter (0 = off, 1 = 0.4/0.4/0.4/0.1).
+    random_interpolation: draw the resize filter from bilinear/area/nearest/bicubic (GoogLeNet).
+    pad_crop: CIFAR style, pad by N pixels then take a random img_size crop (replaces the resized crop).
+    resize_only: plain resize to img_size x img_size, no augmentation at all.
+    """
+
+    scale: tuple[float, float] = (0.08, 1.0)
+    ratio: tuple[float, float] = (3 / 4, 4 / 3)
+    hflip: bool = True
+    photometric: float = 0.0
+    random_interpolation: bool = False
+    pad_crop: int = 0
+    resize_only: bool = False
+
+
+def resample_filter(name: str) -> Image.Resampling:
+    """The PIL filter for an interpolation name (bilinear, bicubic, nearest, box/area, hamming, lanczos)."""
+    try:
+        return PIL_RESAMPLE[name]
+    except KeyError:
+        raise ConfigError(f"unknown interpolation {name!r}; known: {', '.join(PIL_RESAMPLE)}") from None
+
+
+def to_model_input(image: Tensor, preprocess: Preprocess) -> Tensor:
+    """uint8 (..., 3, H, W) in RGB -> float32 on the model's scale (input_range), channel order, mean/std.
+
+    Works on one image (C, H, W) or a batch (N, C, H, W). `preprocess.mean/std` are listed in the
+    model's channel order.
+    """
+    if preprocess.channel_order == "BGR":
+        image = image.flip(-3)
+    elif preprocess.channel_order != "RGB":
+        raise ConfigError(f"unknown channel order {preprocess.channel_order!r}; expected RGB or BGR")
+    std = torch.tensor(preprocess.std, dtype=torch.float32).view(3, 1, 1)
+    mean = torch.tensor(preprocess.mean, dtype=torch.float32).view(3, 1, 1)
+    # x * (range/255) / std - mean / std as one multiply-add.
+    scale = (preprocess.input_range / 255.0) / std
+    return torch.addcmul(-mean / std, image.to(torch.float32), scale)
+
+
+def random_resized_box(width: int, height: int, scale: tuple[float, float], ratio: tuple[float, float]) -> Box:
+    """A random (left, top, right, bottom) crop of `scale` of the area and aspect within `ratio`.
+
+    The algorithm of torchvision's RandomResizedCrop (10 tries, then a central crop), on torch's RNG.
+    """
+    area = width * height
+    log_ratio = (math.log(ratio[0]), math.log(ratio[1]))
+    for _ in range(_RRC_ATTEMPTS):
+        target_area = area * torch.empty(1).uniform_(scale[0], scale[1]).item()
+        aspect = math.exp(torch.empty(1).uniform_(log_ratio[0], log_ratio[1]).item())
+        w = round(math.sqrt(target_area * aspect))
+        h = round(math.sqrt(target_area / aspect))
+        if 0 < w <= width and 0 < h <= height:
+            top = torch.randint(0, height - h + 1, (1,)).item()
+            left = torch.randint(0, width - w + 1, (1,)).item()
+            return left, top, left + w, top + h
+    in_ratio = width / height
+    if in_ratio < min(ratio):
+        w, h = width, round(width / min(ratio))
+    elif in_ratio > max(ratio):
+        w, h = round(height * max(ratio)), height
+    else:
+        w, h = width, height
+    left, top = (width - w) // 2, (height - h) // 2
+    return left, top, left + w, top + h
+
+
+def decode_for_box(img: Image.Image, box: Box, out_size: int, reduce: bool = True) -> tuple[Image.Image, Box]:
+    """Decode `img` (from `open_image`) as small as `box` allows and return it with `box` mapped onto it.
+
+    `box` is in the oriented full-size image; the decoded image keeps at least `out_size` pixels across it.
+    """
+    full_width, full_height = oriented_size(img)
+    left, top, right, bottom = box
+    scale = draft_scale(right - left, bottom - top, out_size, out_size) if reduce else 1
+    decoded = decode_image(img, scale)
+    fx, fy = decoded.width / full_width, decoded.height / full_height
+    return decoded, (left * fx, top * fy, right * fx, bottom * fy)
+
+
+class TrainTransform:
+    """Random crop (or pad-crop / plain resize), flip and photometric jitter: PIL image -> model input."""
+
+    takes_lazy_image = True
+
+    def __init__(self, aug: TrainAugment, preprocess: Preprocess, img_size: int, normalize: bool = True) -> None:
+        self.aug = aug
+        self.preprocess = preprocess
+        self.img_size = img_size
+        self.normalize = normalize
+        self.resample = resample_filter(preprocess.interpolation)
+        self.jitter = None
+        if aug.photometric > 0:
+            level = 0.4 * aug.photometric
+            self.jitter = v2.ColorJitter(brightness=level, contrast=level, saturation=level, hue=min(level / 4, 0.5))
+
+    def _resample(self) -> Image.Resampling:
+        if self.aug.random_interpolation:
+            return PIL_RESAMPLE[GOOGLENET_RESAMPLES[torch.randint(len(GOOGLENET_RESAMPLES), (1,)).item()]]
+        return self.resample
+
+    def __call__(self, img: Image.Image) -> Tensor:
+        """PIL image (header-only or decoded) -> (3, img_size, img_size) model input (uint8 if normalize=False)."""
+        width, height = oriented_size(img)
+        if self.aug.resize_only or self.aug.pad_crop:
+            box: Box = (0, 0, width, height)
+        else:
+            box = random_resized_box(width, height, self.aug.scale, self.aug.ratio)
+        decoded, box = decode_for_box(img, box, self.img_size)
+        size = (self.img_size, self.img_size)
+        if decoded.size != size or box != (0, 0, *size):
+            decoded = decoded.resize(size, self._resample(), box=box)
+        image = F.pil_to_tensor(decoded)
+        if self.aug.pad_crop and not self.aug.resize_only:
+            image = _pad_random_crop(image, self.aug.pad_crop)
+        if self.aug.hflip and not self.aug.resize_only and torch.rand(1).item() < 0.5:
+            image = image.flip(-1)
+        if self.jitter is not None and not self.aug.resize_only:
+            image = self.jitter(image)
+        return to_model_input(image, self.preprocess) if self.normalize else image
+
+
+def _pad_random_crop(image: Tensor, pad: int) -> Tensor:
+    """Zero-pad (C, H, W) by `pad` on every side and take a random (H, W) crop (the CIFAR augmentation)."""
+    _, height, width = image.shape
+    padded = torch.nn.functional.pad(image, (pad, pad, pad, pad))
+    top = torch.randint(0, 2 * pad + 1, (1,)).item()
+    left = torch.randint(0, 2 * pad + 1, (1,)).item()
+    return padded[:, top : top + height, left : left + width]
+
+
+def _interpolation_mode(name: str) -> InterpolationMode:
+    resample_filter(name)  # one error message for unknown names
+    return InterpolationMode("box" if name == "area" else name)
+
+
+class EvalTransform:
+    """Resize the shorter side to img_size / crop_pct, centre crop img_size: PIL image -> model input.
+
+    The resize and crop are torchvision's (PIL, antialiased), so accuracy matches reference pipelines.
+    With `reduced_decode`, JPEGs at least twice the resize size are decoded at reduced scale first
+    (faster, slightly different pixels).
+    """
+
+    takes_lazy_image = True
+
+    def __init__(self, preprocess: Preprocess, img_size: int | None = None, reduced_decode: bool = False) -> None:
+        self.preprocess = preprocess
+        self.img_size = img_size or preprocess.input_size
+        # floor as timm does; the epsilon keeps 299 / (299 / 342) at 342.
+        self.resize_size = math.floor(self.img_size / preprocess.crop_pct + 1e-6)
+        self.interpolation = _interpolation_mode(preprocess.interpolation)
+        self.reduced_decode = reduced_decode
+
+    def __call__(self, img: Image.Image) -> Tensor:
+        """PIL image (header-only or decoded) -> (3, img_size, img_size) model input."""
+        width, height = oriented_size(img)
+        decoded, _ = decode_for_box(img, (0, 0, width, height), self.resize_size, reduce=self.reduced_decode)
+        decoded = F.resize(decoded, self.resize_size, interpolation=self.interpolation, antialias=True)
+        decoded = F.center_crop(decoded, [self.img_size, self.img_size])
+        return to_model_input(F.pil_to_tensor(decoded), self.preprocess)
+
+
+def build_train_transform(aug: TrainAugment, preprocess: Preprocess, img_size: int) -> TrainTransform:
+    """The training transform for `aug`: PIL image -> float (3, img_size, img_size) model input."""
+    return TrainTransform(aug, preprocess, img_size)
+
+
+def build_eval_transform(preprocess: Preprocess, img_size: int | None = None) -> EvalTransform:
+    """The evaluation transform: shorter side to img_size / crop_pct, centre crop, `to_model_input`.
+
+    `img_size=None` uses `preprocess.input_size`. PIL image -> float (3, img_size, img_size).
+    """
+    return EvalTransform(preprocess, img_size)
