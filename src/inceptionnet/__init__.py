@@ -15,8 +15,17 @@ def train(*args, **kwargs):
     return _train(*args, **kwargs)
 
 
+def __getattr__(name: str):
+    # evaluate, predict, export: callable submodules, imported on first use (they pull in torchvision).
+    if name in ("evaluate", "predict", "export"):
+        import importlib
+
+        return importlib.import_module(f".{name}", __name__)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 __all__ = [
     "ConfigError", "DataError", "InceptionNetError", "InputSizeError", "ModelSpec", "Preprocess",
     "WeightsError", "create_model", "export_state_dict", "get_spec", "list_models", "load_weights",
-    "save_weights", "train",
+    "save_weights", "train", "evaluate", "predict", "export",
 ]

@@ -1,0 +1,26 @@
+"""`inceptionnet export`: a checkpoint as ONNX, TorchScript or safetensors, checked against PyTorch."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_parser(sub) -> argparse.ArgumentParser:
+    p = sub.add_parser("export", help="export a checkpoint to ONNX, TorchScript or safetensors (parity-checked)",
+                       description="Export the inference graph (no aux heads, dynamic batch size), run the written "
+                                   "file on a batch and compare it with eager PyTorch; exit 2 if it differs.")
+    p.add_argument("checkpoint", help="checkpoint file (or a run folder holding best.pt / last.pt)")
+    p.add_argument("--format", required=True, help="onnx, torchscript or safetensors")
+    p.add_argument("--out", required=True, help="file to write")
+    p.add_argument("--input-size", type=int, default=None, help="example input side (default: the model's)")
+    p.add_argument("--atol", type=float, default=1e-4, help="largest allowed |logit difference| vs PyTorch")
+    p.add_argument("--dynamo", action="store_true", help="ONNX via torch.export instead of the TorchScript tracer")
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..export import describe, export
+
+    print(describe(export(args.checkpoint, args.format, args.out, input_size=args.input_size, atol=args.atol,
+                          dynamo=args.dynamo)))
+    return 0

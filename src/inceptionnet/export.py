@@ -1,0 +1,174 @@
+"""`inceptionnet.export`: a checkpoint's inference graph (no aux heads, dynamic batch size) as ONNX,
+TorchScript or safetensors, checked against eager PyTorch before the file is put in place.
+
+The file is written under a temporary name, reloaded the way a user would load it (onnxruntime,
+`torch.jit.load`, a fresh model + safetensors), run on a batch of a different size than the one used
+for export and compared with the eager model; only when the outputs agree within `atol` is it
+renamed onto `out`. Otherwise an `ExportError` is raised and no file is left behind.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from ._callable import make_module_callable
+from .errors import ConfigError, InceptionNetError
+from .fileio import atomic_write
+
+FORMATS = ("onnx", "torchscript", "safetensors")
+ONNX_OPSET = 17
+
+
+class ExportError(InceptionNetError):
+    """An exported model that does not reproduce the eager model's outputs (or cannot be exported)."""
+
+
+class LogitsOnly(nn.Module):
+    """The eval graph as exporters want it: one tensor in, the logits tensor out (no aux, no keywords)."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.model(x)
+
+
+def _metadata(ckpt: dict[str, Any]) -> dict[str, str]:
+    """What a deployment needs beside the weights, as strings: model name and kwargs, classes, preprocessing."""
+    kwargs = {**ckpt["model_kwargs"], "aux_logits": False}
+    return {"model_name": ckpt["model_name"], "model_kwargs": json.dumps(kwargs),
+            "class_names": json.dumps(list(ckpt["class_names"])), "preprocess": json.dumps(ckpt["preprocess"])}
+
+
+def _write_onnx(model: nn.Module, example: Tensor, path: str, meta: dict[str, str], dynamo: bool) -> None:
+    import onnx
+
+    if dynamo:
+        batch = torch.export.Dim("batch")
+        torch.onnx.export(model, (example,), path, dynamo=True, external_data=False, input_names=["input"],
+                          output_names=["logits"], dynamic_shapes={"x": {0: batch}})
+    else:
+        # The TorchScript-based exporter: fast, and the same on torch 2.11 and 2.14.
+        torch.onnx.export(model, (example,), path, dynamo=False, opset_version=ONNX_OPSET, input_names=["input"],
+                          output_names=["logits"], dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}})
+    proto = onnx.load(path)
+    for key, value in meta.items():
+        proto.metadata_props.add(key=key, value=value)
+    onnx.save(proto, path)
+
+
+def _run_onnx(path: str, x: Tensor) -> Tensor:
+    import onnxruntime
+
+    session = onnxruntime.InferenceSession(path, providers=["CPUExecutionProvider"])
+    return torch.from_numpy(session.run(None, {session.get_inputs()[0].name: x.numpy()})[0])
+
+
+def _write_torchscript(model: nn.Module, example: Tensor, path: str, meta: dict[str, str], dynamo: bool) -> None:
+    traced = torch.jit.trace(model, example)
+    torch.jit.save(traced, path, _extra_files={"inceptionnet.json": json.dumps(meta)})
+
+
+def _run_torchscript(path: str, x: Tensor) -> Tensor:
+    return torch.jit.load(path, map_location="cpu")(x)
+
+
+def _write_safetensors(model: nn.Module, example: Tensor, path: str, meta: dict[str, str], dynamo: bool) -> None:
+    from safetensors.torch import save_file
+
+    state = {k: v.detach().contiguous() for k, v in model.model.state_dict().items()}
+    save_file(state, path, metadata=meta)
+
+
+def load_safetensors_model(path: str | os.PathLike) -> nn.Module:
+    """Rebuild the model of an exported .safetensors file (architecture from its metadata), in eval mode."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    from .models.registry import create_model
+
+    with safe_open(str(path), framework="pt") as f:
+        meta = f.metadata() or {}
+    if "model_name" not in meta:
+        raise ExportError(f"{path} was not exported by inceptionnet (no model_name in its metadata)")
+    model = create_model(meta["model_name"], **json.loads(meta["model_kwargs"]))
+    model.load_state_dict(load_file(str(path)), strict=True)
+    return model.eval()
+
+
+def _run_safetensors(path: str, x: Tensor) -> Tensor:
+    return load_safetensors_model(path)(x)
+
+
+_WRITERS: dict[str, Callable[..., None]] = {"onnx": _write_onnx, "torchscript": _write_torchscript,
+                                            "safetensors": _write_safetensors}
+_RUNNERS: dict[str, Callable[[str, Tensor], Tensor]] = {"onnx": _run_onnx, "torchscript": _run_torchscript,
+                                                        "safetensors": _run_safetensors}
+
+
+def export(checkpoint: str | os.PathLike | dict, format: str, out: str | os.PathLike, input_size: int | None = None,
+           batch_size: int = 2, atol: float = 1e-4, dynamo: bool = False) -> dict:
+    """Export `checkpoint`'s model (eval mode, no aux heads) to `out` as `format` and check it.
+
+    The export uses a (batch_size, C, S, S) example (S = `input_size` or the checkpoint's input size);
+    the check runs a batch of batch_size + 1 through the written file and through eager PyTorch, and
+    raises ExportError if any logit differs by more than `atol`. `dynamo` selects torch.export-based ONNX.
+    Returns {"path", "format", "max_abs_diff", "check_shape"}.
+    """
+    from .engine.checkpoint import load_checkpoint, model_from_checkpoint
+
+    if format not in FORMATS:
+        raise ConfigError(f"--format must be one of {', '.join(FORMATS)}, got {format!r}")
+    ckpt = checkpoint if isinstance(checkpoint, dict) else load_checkpoint(checkpoint)
+    model, preprocess, _ = model_from_checkpoint(ckpt)
+    wrapped = LogitsOnly(model.cpu().eval()).eval()
+    size = input_size or preprocess.input_size
+    channels = ckpt["model_kwargs"].get("in_chans", 3)
+    generator = torch.Generator().manual_seed(0)
+    example = torch.randn(batch_size, channels, size, size, generator=generator)
+    check = torch.randn(batch_size + 1, channels, size, size, generator=generator)
+    with torch.inference_mode():
+        model(check)  # a too-small input_size fails here with the model's own clear message
+    result: dict[str, Any] = {"format": format, "check_shape": list(check.shape)}
+
+    def write_and_check(tmp: str) -> None:
+        with warnings.catch_warnings():
+            # Deprecation notices of torch.jit and the TorchScript-based ONNX exporter are not the user's concern.
+            warnings.simplefilter("ignore", DeprecationWarning)
+            warnings.simplefilter("ignore", FutureWarning)
+            warnings.simplefilter("ignore", torch.jit.TracerWarning)
+            try:
+                _WRITERS[format](wrapped, example, tmp, _metadata(ckpt), dynamo)
+            except InceptionNetError:
+                raise
+            except Exception as e:  # exporters raise many types; the user needs the model and the reason
+                raise ExportError(f"cannot export {ckpt['model_name']} to {format}: {type(e).__name__}: "
+                                  f"{str(e).strip().splitlines()[0] if str(e).strip() else ''}") from None
+            with torch.inference_mode():
+                expected = wrapped(check)
+                got = _RUNNERS[format](tmp, check)
+        diff = float((got.float() - expected.float()).abs().max())
+        result["max_abs_diff"] = diff
+        if not diff <= atol:  # also catches NaN
+            raise ExportError(f"{format} export of {ckpt['model_name']} differs from PyTorch by {diff:.3g} "
+                              f"(> {atol:g}) on a batch of shape {tuple(check.shape)}; {out} was not written")
+
+    result["path"] = str(atomic_write(out, write_and_check))
+    return result
+
+
+def describe(result: dict) -> str:
+    """One line for the CLI: where the export went and how closely it matches eager PyTorch."""
+    return (f"wrote {result['path']} ({result['format']}); max |diff| vs PyTorch {result['max_abs_diff']:.2e} on a "
+            f"batch of shape {tuple(result['check_shape'])}")
+
+
+make_module_callable(__name__, export)

@@ -1,0 +1,101 @@
+"""`inceptionnet.predict`: top-k classes of images or folders with a checkpoint's own preprocessing,
+optionally with a Grad-CAM overlay per image. Unreadable files become error entries, never a crash."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import torch
+
+from ._callable import make_module_callable
+from .errors import DataError
+from .evaluate.ensemble import Member, load_member, resolve_device
+
+
+def list_images(inputs: str | os.PathLike | Sequence[str | os.PathLike]) -> list[Path]:
+    """The image files named by `inputs`: files as given, folders searched recursively (sorted) for image
+    extensions. A path that does not exist is a DataError."""
+    from .data.folder import IMAGE_EXTENSIONS
+
+    if isinstance(inputs, (str, os.PathLike)):
+        inputs = [inputs]
+    files: list[Path] = []
+    for item in map(Path, inputs):
+        if item.is_dir():
+            files += sorted(p for p in item.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+        elif item.is_file():
+            files.append(item)
+        else:
+            raise DataError(f"{item}: no such file or folder")
+    return files
+
+
+def _cam_name(path: Path, roots: Sequence[Path]) -> str:
+    """A flat, collision-free PNG name for `path`'s overlay: its path below the input folder, '/' -> '__'."""
+    for root in roots:
+        if root.is_dir() and path.is_relative_to(root):
+            return "__".join(path.relative_to(root).with_suffix("").parts) + ".cam.png"
+    return path.stem + ".cam.png"
+
+
+def _top(member: Member, probs: torch.Tensor, topk: int) -> list[dict]:
+    values, indices = probs.topk(min(topk, probs.numel()))
+    return [{"class": member.class_names[i], "index": int(i), "probability": float(p)}
+            for p, i in zip(values.tolist(), indices.tolist(), strict=True)]
+
+
+def iter_predictions(checkpoint: str | os.PathLike, inputs: str | os.PathLike | Sequence[str | os.PathLike],
+                     topk: int = 5, cam_dir: str | os.PathLike | None = None, device: str | None = None,
+                     batch_size: int = 16) -> Iterator[dict]:
+    """Yield one result per image, in order: `{"path", "predictions": [{"class", "index", "probability"}...]}`
+    (plus `"cam"`, the overlay PNG, with `cam_dir`), or `{"path", "error"}` for a file that cannot be read.
+
+    Images go through the model `batch_size` at a time, so a folder of any size streams.
+    """
+    from .analysis.gradcam import GradCAM, model_input_to_image, save_overlay
+    from .data.images import BadImageError, load_image
+    from .data.transforms import build_eval_transform
+
+    if topk < 1:
+        raise DataError(f"--topk must be at least 1, got {topk}")
+    files = list_images(inputs)
+    roots = [Path(p) for p in ([inputs] if isinstance(inputs, (str, os.PathLike)) else inputs)]
+    member = load_member(checkpoint, resolve_device(device))
+    transform = build_eval_transform(member.preprocess)
+    cam = GradCAM(member.model) if cam_dir is not None else None
+    for start in range(0, len(files), max(1, batch_size)):
+        chunk, results, tensors = files[start:start + max(1, batch_size)], [], []
+        for path in chunk:
+            try:
+                tensors.append(transform(load_image(path)))
+                results.append({"path": str(path)})
+            except BadImageError as e:
+                results.append({"path": str(path), "error": e.reason})
+        if tensors:
+            x = torch.stack(tensors).to(member.device)
+            if cam is None:
+                with torch.inference_mode():
+                    logits = member.model(x)
+                heatmaps = None
+            else:
+                heatmaps, logits = cam(x)
+            probs = member.logits_to_probs(logits).cpu()
+            good = [r for r in results if "error" not in r]
+            for i, result in enumerate(good):
+                result["predictions"] = _top(member, probs[i], topk)
+                if heatmaps is not None:
+                    target = Path(cam_dir) / _cam_name(Path(result["path"]), roots)
+                    image = model_input_to_image(x[i].cpu(), member.preprocess)
+                    result["cam"] = str(save_overlay(image, heatmaps[i].cpu(), target))
+        yield from results
+
+
+def predict(checkpoint: str | os.PathLike, inputs: str | os.PathLike | Sequence[str | os.PathLike], topk: int = 5,
+            cam_dir: str | os.PathLike | None = None, device: str | None = None, batch_size: int = 16) -> list[dict]:
+    """All results of `iter_predictions` as a list (one dict per image, errors included)."""
+    return list(iter_predictions(checkpoint, inputs, topk, cam_dir, device, batch_size))
+
+
+make_module_callable(__name__, predict)
