@@ -127,27 +127,35 @@ def load_weights(model: nn.Module, location: str | os.PathLike, source: str = "i
     was built without aux heads. A model aux head without weights triggers a warning. With
     `strict=True` any other missing, unexpected or mis-shaped key raises `WeightsError`.
     """
+    return load_state_dict(model, read_state_dict(location), source, strict, aux, origin=str(location))
+
+
+def load_state_dict(model: nn.Module, state_dict: dict[str, Tensor], source: str = "inceptionnet",
+                    strict: bool = True, aux: str = "keep", origin: str = "state_dict") -> LoadReport:
+    """`load_weights` for a state_dict already in memory; `origin` names it in messages."""
     if aux not in ("keep", "drop"):
         raise WeightsError(f"aux must be 'keep' or 'drop', got {aux!r}")
-    state = convert_state_dict(model, read_state_dict(location), source)
+    state = convert_state_dict(model, state_dict, source)
     own = model.state_dict()
     state = {k: v for k, v in state.items() if not (_is_aux_key(model, k) and (aux == "drop" or k not in own))}
     report = LoadReport()
     report.unexpected = sorted(k for k in state if k not in own)
     report.mismatched = sorted(f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}"
                                for k in state if k in own and state[k].shape != own[k].shape)
-    missing = sorted(k for k in own if k not in state)
+    # BN batch counters are not weights: checkpoints saved before PyTorch 0.4 (the Caffe-converted
+    # BN-Inception among them) have none, and the model keeps its own.
+    missing = sorted(k for k in own if k not in state and not k.endswith(".num_batches_tracked"))
     report.random_aux = sorted({k.split(".")[0] for k in missing if _is_aux_key(model, k)})
     report.missing = [k for k in missing if not _is_aux_key(model, k)]
     if strict and not report.ok:
-        raise WeightsError(f"{location} does not fit {type(model).__name__} ({source} layout): {report.describe()}")
+        raise WeightsError(f"{origin} does not fit {type(model).__name__} ({source} layout): {report.describe()}")
     loadable = {k: v for k, v in state.items() if k in own and v.shape == own[k].shape}
     model.load_state_dict(loadable, strict=False)
     if report.random_aux:
-        warnings.warn(f"aux head(s) {', '.join(report.random_aux)} keep random weights: {location} has none "
+        warnings.warn(f"aux head(s) {', '.join(report.random_aux)} keep random weights: {origin} has none "
                       "for them", stacklevel=2)
     if not strict and not report.ok:
-        warnings.warn(f"partial load from {location}: {report.describe()}", stacklevel=2)
+        warnings.warn(f"partial load from {origin}: {report.describe()}", stacklevel=2)
     return report
 
 
