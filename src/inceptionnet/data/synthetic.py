@@ -17,6 +17,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -172,13 +173,25 @@ def render_image(class_index: int, index: int) -> Image.Image:
     return Image.fromarray(np.clip(pixels + 0.5, 0, 255).astype(np.uint8), "RGB")
 
 
-def _generate(folder: Path) -> None:
-    for class_index, name in enumerate(CLASS_NAMES):
-        (folder / name).mkdir()
-        for index in range(IMAGES_PER_CLASS):
-            image = render_image(class_index, index)
-            image.save(folder / name / f"{name}_{index:04d}.jpg", format="JPEG", quality=JPEG_QUALITY)
-    manifest = {"version": SYNTHETIC_VERSION, "classes": list(CLASS_NAMES), "images_per_class": IMAGES_PER_CLASS,
+def _write_class(folder: Path, class_index: int, images_per_class: int) -> None:
+    name = CLASS_NAMES[class_index]
+    (folder / name).mkdir()
+    for index in range(images_per_class):
+        image = render_image(class_index, index)
+        image.save(folder / name / f"{name}_{index:04d}.jpg", format="JPEG", quality=JPEG_QUALITY)
+
+
+def write_images(folder: Path, images_per_class: int = IMAGES_PER_CLASS) -> None:
+    """Write the first `images_per_class` images of every class into `folder/<shape>/`, and the manifest.
+
+    Classes are written in parallel processes (each image has its own seed, so the order is irrelevant).
+    """
+    workers = min(len(CLASS_NAMES), os.cpu_count() or 1)
+    with ProcessPoolExecutor(workers) as pool:
+        done = [pool.submit(_write_class, folder, c, images_per_class) for c in range(len(CLASS_NAMES))]
+        for future in done:
+            future.result()
+    manifest = {"version": SYNTHETIC_VERSION, "classes": list(CLASS_NAMES), "images_per_class": images_per_class,
                 "image_size": IMAGE_SIZE, "jpeg_quality": JPEG_QUALITY}  # fmt: skip
     (folder / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
 
@@ -199,7 +212,7 @@ def ensure_synthetic_dataset(root: str | os.PathLike | None = None) -> Path:
     log.info("generating the synthetic shapes dataset in %s", root)
     tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.", dir=root.parent))
     try:
-        _generate(tmp)
+        write_images(tmp)
         os.replace(tmp, root)  # replaces an empty folder; fails if another process got there first
     except OSError:
         if not (root / MANIFEST).is_file():
