@@ -42,6 +42,10 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--weights-source", choices=("inceptionnet", "torchvision", "timm", "cadene"),
                    help="layout of --weights (default inceptionnet)")
     p.add_argument("--save-every-steps", type=int, metavar="N", help="also write last.pt every N optimizer steps")
+    p.add_argument("--no-lr-scaling", dest="scale_lr", action="store_false", default=None,
+                   help="keep the recipe's lr when --batch-size differs from the recipe's (default: linear scaling)")
+    p.add_argument("--sync-bn", action="store_true", default=None,
+                   help="under torchrun on GPUs: BatchNorm statistics over the global batch (SyncBatchNorm)")
     add_training_options(p)
     return p
 
@@ -57,11 +61,12 @@ SHARED = ("epochs", "batch_size", "img_size", "lr", "workers", "device", "amp", 
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..engine.distributed import DistContext
     from ..train_api import train
 
     kwargs = training_kwargs(args, SHARED + ("model", "recipe", "data", "val_split", "out", "resume", "strict",
-                                             "weights", "weights_source", "save_every_steps"))
+                                             "weights", "weights_source", "save_every_steps", "scale_lr", "sync_bn"))
     report = train(**kwargs)
-    if report.get("best_checkpoint"):
+    if report.get("best_checkpoint") and DistContext.from_env().is_main:  # once, not per torchrun process
         print(f"best checkpoint: {report['best_checkpoint']}")
     return 0

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -225,17 +226,26 @@ def wrap_ddp(model: nn.Module, device: torch.device, sync_bn: bool = False) -> n
 
     No `find_unused_parameters`: a model built with aux heads must be called with `with_aux=True` in
     training (and one built without has no aux parameters), so every parameter gets a gradient each step.
-    `sync_bn` turns BatchNorm layers into SyncBatchNorm (statistics over the global batch; CUDA only).
-    In a single process the model is returned unchanged.
+    `sync_bn` turns BatchNorm layers into SyncBatchNorm (statistics over the global batch; CUDA only); the
+    converted layers share the original parameters and buffers, so an optimizer built before still applies.
+    In a single process the model is returned unchanged (and `sync_bn` has nothing to do).
     """
-    if sync_bn and device.type != "cuda":
-        raise ConfigError("--sync-bn needs CUDA devices (PyTorch's SyncBatchNorm does not run on the CPU)")
     if not _active():
         return model
+    if sync_bn and device.type != "cuda":
+        raise ConfigError("--sync-bn needs CUDA devices (PyTorch's SyncBatchNorm does not run on the CPU)")
     if sync_bn:
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     device_ids = [device.index] if device.type == "cuda" else None
     return nn.parallel.DistributedDataParallel(model, device_ids=device_ids, find_unused_parameters=False)
+
+
+def grad_sync(model: nn.Module, sync: bool) -> AbstractContextManager:
+    """Context for a forward+backward: with `sync=False` a DDP model keeps its gradients local (the
+    micro-batches of gradient accumulation before the last), saving one all-reduce per micro-batch."""
+    if not sync and isinstance(model, nn.parallel.DistributedDataParallel):
+        return model.no_sync()
+    return nullcontext()
 
 
 def unwrap(model: nn.Module) -> nn.Module:
@@ -255,26 +265,34 @@ class TrainSampler(DistributedSampler):
     every world_size-th index from r. The tail is padded by repeating the first indices so every rank
     gets the same number of samples (DDP steps must match).
 
-    `set_epoch(epoch, skip)` also drops this rank's first `skip` indices, to resume mid-epoch after
-    `skip = steps_done * per_rank_batch` samples. Works without a process group (world size 1).
+    `set_epoch(epoch, skip)` also drops this rank's first `skip` indices from the next pass over `epoch`, to
+    resume mid-epoch after `skip = steps_done * per_rank_batch` samples; a loader wrapper that re-announces
+    the epoch with `set_epoch(epoch)` keeps that skip. Works without a process group (world size 1).
     """
 
     def __init__(self, dataset: Dataset, seed: int, shuffle: bool = True, num_replicas: int | None = None,
                  rank: int | None = None) -> None:
         super().__init__(dataset, num_replicas=get_world_size() if num_replicas is None else num_replicas,
                          rank=get_rank() if rank is None else rank, shuffle=shuffle, seed=seed, drop_last=False)
-        self.skip = 0
+        self._resume_at: tuple[int, int] | None = None  # (epoch, skip) for the next pass over that epoch
 
     def set_epoch(self, epoch: int, skip: int = 0) -> None:
-        """Select the permutation of `epoch` and drop the first `skip` indices of this rank's share."""
+        """Select the permutation of `epoch`; `skip` > 0 drops the first `skip` indices of the next pass."""
         super().set_epoch(epoch)
         if not 0 <= skip <= self.num_samples:
             raise ValueError(f"cannot skip {skip} of {self.num_samples} samples")
-        self.skip = skip
+        if skip:
+            self._resume_at = (epoch, skip)
+
+    @property
+    def skip(self) -> int:
+        """Indices the next pass leaves out (0 unless resuming inside the current epoch)."""
+        return self._resume_at[1] if self._resume_at and self._resume_at[0] == self.epoch else 0
 
     def __iter__(self) -> Iterator[int]:
-        indices = list(super().__iter__())
-        return iter(indices[self.skip:])
+        indices = list(super().__iter__())[self.skip:]
+        self._resume_at = None  # a resume skips once; the next pass over any epoch is whole
+        return iter(indices)
 
     def __len__(self) -> int:
         return self.num_samples - self.skip

@@ -35,6 +35,7 @@ from .precision import build_precision
 from .reproducibility import (
     EpochTaggedSampler,
     SeededSamples,
+    mix_seed,
     restore_rng_state,
     rng_state,
     seed_everything,
@@ -54,6 +55,8 @@ class TrainOptions:
     `data` None trains on the embedded synthetic set. `out` None gives runs/<model>-<timestamp>.
     `save_every_steps` > 0 also writes last.pt every that many optimizer steps (for mid-epoch resume).
     `weights`/`weights_source` start from saved weights (see `inceptionnet.load_weights`).
+    Under torchrun: `sync_bn` uses SyncBatchNorm (CUDA), `dist_timeout_s` bounds how long a collective waits
+    for a rank that died or hangs before the job fails.
     """
 
     model: str = "googlenet_bn"
@@ -72,6 +75,8 @@ class TrainOptions:
     save_every_steps: int = 0
     scale_lr: bool = True
     reference_batch: int | None = None
+    sync_bn: bool = False
+    dist_timeout_s: float = dist.DEFAULT_TIMEOUT_S
 
     def validate(self) -> TrainOptions:
         """Raise `ConfigError` for an option that cannot work; return self."""
@@ -83,6 +88,8 @@ class TrainOptions:
             raise ConfigError(f"--save-every-steps must not be negative, got {self.save_every_steps}")
         if self.seed < 0:
             raise ConfigError(f"--seed must not be negative, got {self.seed}")
+        if not self.dist_timeout_s > 0:
+            raise ConfigError(f"dist_timeout_s must be positive, got {self.dist_timeout_s}")
         return self
 
     def to_dict(self) -> dict:
@@ -114,7 +121,7 @@ class Trainer:
         self.options = options
         self.recipe = recipe
         self.resume = resume
-        self.ctx, self.device = dist.init_distributed(options.device)
+        self.ctx, self.device = dist.init_distributed(options.device, options.dist_timeout_s)
         set_deterministic(options.deterministic)
         seed_everything(dist.rank_seed(options.seed, self.ctx.rank))
         self.spec = get_spec(options.model)
@@ -127,6 +134,8 @@ class Trainer:
         self.aux_weight = self.spec.aux_weight if recipe.aux_weight is None else recipe.aux_weight
         self.preprocess = dataclasses.replace(self.spec.preprocess, input_size=self.img_size)
         self.precision = build_precision(self.device, recipe.amp)
+        # A default run folder carries a timestamp: every rank must use rank 0's.
+        options.out = dist.broadcast_object(options.out)
         self.run_dir = Path(options.out)
         resume_epoch = resume["epoch"] if resume else None
         self.log = RunLogger(self.run_dir, is_main=self.ctx.is_main, quiet=options.quiet, resume_epoch=resume_epoch)
@@ -151,9 +160,13 @@ class Trainer:
         aug = TrainAugment(scale=(r.scale_min, r.scale_max), ratio=(r.ratio_min, r.ratio_max), hflip=r.hflip,
                            photometric=r.photometric, random_interpolation=r.random_interpolation,
                            pad_crop=r.pad_crop, resize_only=r.resize_only)
+        if not self.ctx.is_main:  # rank 0 first: it may generate the synthetic set the others then read
+            dist.barrier()
         self.data = build_datasets(self.options.data, self.options.val_split, self.options.seed,
                                    build_train_transform(aug, self.preprocess, self.img_size),
                                    build_eval_transform(self.preprocess, self.img_size), strict=self.options.strict)
+        if self.ctx.is_main:
+            dist.barrier()
         self.class_names = list(self.data.class_names)
         self.note_skipped(self.data.skipped)
         plan = dist.plan_batch_and_lr(r.batch_size, self.ctx.world_size, r.lr, self.options.reference_batch,
@@ -197,7 +210,7 @@ class Trainer:
         self.scheduler = build_scheduler(self.optimizer, r, self.steps_per_epoch)
         self.ema = build_ema(model, r.ema_decay, r.ema_warmup) if r.ema_decay > 0 else None
         self.criterion = AuxLoss(self.aux_weight if self.aux_logits else 0.0, r.label_smoothing)
-        self.train_model = dist.wrap_ddp(model, self.device)
+        self.train_model = dist.wrap_ddp(model, self.device, sync_bn=self.options.sync_bn)
 
     def load_start_weights(self, model: nn.Module) -> None:
         """Load `options.weights`; with `new_head` the classifier layers may differ and are re-initialised."""
@@ -249,9 +262,11 @@ class Trainer:
         }
 
     def save_last(self) -> None:
-        """Write last.pt (rank 0 only); `epoch`/`batch_in_epoch` say where the run continues."""
+        """Write last.pt (rank 0 only); `epoch`/`batch_in_epoch` say where the run continues. Every rank
+        sends its RNG state, so a resumed DDP run continues each rank's dropout stream."""
+        rng_per_rank = dist.all_gather_objects(rng_state())
         if self.ctx.is_main:
-            save_checkpoint(self.run_dir / "last.pt", self.checkpoint_state())
+            save_checkpoint(self.run_dir / "last.pt", {**self.checkpoint_state(), "rng_per_rank": rng_per_rank})
 
     def restore(self, ckpt: dict[str, Any]) -> None:
         """Put the run back to the state of checkpoint `ckpt` (called after the data loader exists)."""
@@ -270,9 +285,20 @@ class Trainer:
         self.best_top1, self.best_epoch = ckpt["best_top1"], ckpt["best_epoch"]
         self.nonfinite_total = ckpt["nonfinite_total"]
         self.skipped.update(dict(ckpt["skipped"]))
-        restore_rng_state(ckpt["rng"])
+        self.restore_rng(ckpt)
         self.log.log(f"resumed from {ckpt['path']}: epoch {self.epoch + 1}, batch {self.batch_in_epoch}, "
                      f"step {self.step}")
+
+    def restore_rng(self, ckpt: dict[str, Any]) -> None:
+        """Each rank takes back its own RNG state; with a different number of processes than when saved,
+        the ranks are re-seeded from (seed, step) instead (the data order still continues exactly)."""
+        states = ckpt.get("rng_per_rank") or [ckpt["rng"]]
+        if len(states) == self.ctx.world_size:
+            restore_rng_state(states[self.ctx.rank])
+        else:
+            seed_everything(dist.rank_seed(mix_seed(self.options.seed, self.step), self.ctx.rank))
+            self.log.log(f"resuming with {self.ctx.world_size} processes instead of {len(states)}: random "
+                         "streams re-seeded")
 
     def config(self) -> dict[str, Any]:
         return {"options": self.options.to_dict(), "recipe": self.recipe.to_dict(), "model": self.options.model,
@@ -328,6 +354,9 @@ class Trainer:
         if self.batch_in_epoch == 0:
             self.stats = EpochStats()
         self.sampler.set_epoch(self.epoch, self.batch_in_epoch * self.batch_plan.per_rank_batch)
+        # The loader counts its passes from 0 and announces that count as the epoch: after a resume it must
+        # start from the checkpoint's epoch instead.
+        self.train_loader.set_epoch(self.epoch)
         with torch.random.fork_rng(devices=[]):
             # Starting a DataLoader iterator draws a worker seed from the torch generator; keep that draw out
             # of the training stream so a resumed run continues the same stream from its saved state.
@@ -343,7 +372,7 @@ class Trainer:
             done = time.perf_counter()
             self.stats.data_time += loaded - tick
             self.stats.compute_time += done - loaded
-            if self.batch_in_epoch % r.accum_steps == 0 or self.batch_in_epoch == self.batches_per_epoch:
+            if self.ends_accumulation(self.batch_in_epoch):
                 self.optimizer_step()
                 bar.set_postfix(loss=f"{self.stats.loss_sum / max(self.stats.count, 1):.3f}",
                                 data=f"{loaded - tick:.3f}s", compute=f"{done - loaded:.3f}s")
@@ -357,7 +386,17 @@ class Trainer:
                 "lr": self.optimizer.param_groups[0]["lr"], "data_time": self.stats.data_time,
                 "compute_time": self.stats.compute_time}
 
+    def ends_accumulation(self, batch_number: int) -> bool:
+        """True when batch `batch_number` (counted from 1 in the epoch) is followed by an optimizer step."""
+        return batch_number % self.recipe.accum_steps == 0 or batch_number == self.batches_per_epoch
+
     def train_batch(self, images: Tensor, targets: Tensor, index: int) -> None:
+        """Forward and backward of one micro-batch; DDP all-reduces the gradients only on the last
+        micro-batch before an optimizer step."""
+        with dist.grad_sync(self.train_model, sync=self.ends_accumulation(index + 1)):
+            self.forward_backward(images, targets, index)
+
+    def forward_backward(self, images: Tensor, targets: Tensor, index: int) -> None:
         """Forward and backward of one micro-batch; a non-finite loss is skipped and counted."""
         images = images.to(self.device, non_blocking=True)
         targets = targets.to(self.device, non_blocking=True)
@@ -370,7 +409,7 @@ class Trainer:
                 logits, aux = self.train_model(images), ()
             loss, main = self.criterion(logits.float(), [a.float() for a in aux], targets)
         self.batch_in_epoch = index + 1
-        if not torch.isfinite(loss):
+        if not self.finite_everywhere(loss):
             self.nonfinite_total += 1
             self.nonfinite_in_row += 1
             self.log.warn(f"non-finite loss at epoch {self.epoch + 1} batch {index + 1}: skipped "
@@ -389,6 +428,14 @@ class Trainer:
         self.stats.correct += float((logits.detach().argmax(1) == targets).sum())
         self.stats.count += n
         self.stats.images += n
+
+    def finite_everywhere(self, loss: Tensor) -> bool:
+        """Whether the loss is finite on every rank: under DDP all ranks must skip a batch together, or the
+        ranks that run backward would wait forever for the gradients of one that skipped."""
+        finite = bool(torch.isfinite(loss))
+        if self.ctx.distributed:
+            finite = bool(dist.all_reduce_sum([float(not finite)])[0] == 0)
+        return finite
 
     def optimizer_step(self) -> None:
         """Clip, step, update the scaler, schedule and EMA, then clear the gradients."""
@@ -410,7 +457,7 @@ class Trainer:
 
     @torch.no_grad()
     def evaluate(self, model: nn.Module, loader: Iterable) -> dict[str, float]:
-        """Top-1, top-5 and cross-entropy of `model` over `loader`, summed over every rank."""
+        """Top-1, top-5, cross-entropy and image count of `model` over `loader`, summed over every rank."""
         model.eval()
         k = min(5, len(self.class_names))
         sums = torch.zeros(4, dtype=torch.float64)
@@ -428,7 +475,7 @@ class Trainer:
                                   targets.numel()], dtype=torch.float64)
         sums = dist.all_reduce_sum(sums.tolist()).tolist()
         n = max(sums[3], 1)
-        return {"acc": sums[0] / n, f"top{k}": sums[1] / n, "loss": sums[2] / n}
+        return {"acc": sums[0] / n, f"top{k}": sums[1] / n, "loss": sums[2] / n, "images": int(sums[3])}
 
     def eval_model(self) -> nn.Module:
         """The network that is evaluated and kept as best: the weight average when the recipe has one."""
@@ -442,7 +489,8 @@ class Trainer:
     def finish_epoch(self, metrics: dict[str, float]) -> None:
         """Close the epoch: checkpoint last.pt (and best.pt on a new best val top-1), log the epoch line."""
         metrics["time"] = self.stats.data_time + self.stats.compute_time
-        metrics["images_per_s"] = self.stats.images / max(metrics["time"], 1e-9)
+        images = dist.all_reduce_sum([self.stats.images])[0].item()  # every rank's images: the job's throughput
+        metrics["images_per_s"] = images / max(metrics["time"], 1e-9)
         self.epoch += 1
         self.batch_in_epoch = 0
         improved = "val_acc" in metrics and metrics["val_acc"] > self.best_top1
@@ -466,13 +514,16 @@ class Trainer:
         }
         best = self.run_dir / "best.pt"
         dist.barrier()
-        if best.is_file():
+        if dist.broadcast_object(best.is_file()):  # rank 0 decides: every rank must take part in the test
             extra["best_checkpoint"] = str(best)
             if "test" in self.eval_loaders:
                 ckpt = load_checkpoint(best)
                 self.eval_model().load_state_dict(ckpt["ema"] if ckpt["ema"] is not None else ckpt["model"])
                 test = self.evaluate(self.eval_model(), self.eval_loaders["test"])
                 extra.update({f"test_{k}": v for k, v in test.items()})
+        for other in dist.all_gather_objects(self.skipped)[1:]:  # each rank saw its own share of the files
+            for path, reason in other.items():
+                self.skipped.setdefault(path, reason)
         report = self.log.write_report(extra, sorted(self.skipped.items()))
         summary = f"best val top-1 {100 * self.best_top1:.2f}% (epoch {self.best_epoch})" if self.best_top1 >= 0 \
             else "no validation split"
