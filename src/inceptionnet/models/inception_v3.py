@@ -174,6 +174,11 @@ class StagedInception(InceptionClassifier):
     aux_min_input_size = 299
     AuxLogits: nn.Module | None
 
+    def __init__(self, num_classes: int, in_chans: int, min_input_size: int, aux_logits: bool) -> None:
+        super().__init__(num_classes, in_chans, min_input_size, aux_logits)
+        if not aux_logits:  # reset_classifier then touches only the main head
+            self.classifier_names = (self.head_name,)
+
     def trunk_before_aux(self) -> list[nn.Module]:
         raise NotImplementedError
 
