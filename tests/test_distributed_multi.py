@@ -18,6 +18,7 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from inceptionnet.engine import distributed as D
+from inceptionnet.errors import ConfigError
 
 STEPS, GLOBAL_BATCH, VAL_SIZE = 3, 8, 13  # odd validation size: padding would show up in the count
 
@@ -51,8 +52,10 @@ def data():
     return train, val
 
 
-def train_and_evaluate(aux: bool) -> tuple[dict, list[float]]:
-    """K SGD steps on the global batch split over the ranks, then distributed evaluation.
+def train_and_evaluate(aux: bool, accum: int) -> tuple[dict, list[float]]:
+    """K SGD steps on the global batch split over the ranks (each rank's share in `accum` micro-batches),
+    then distributed evaluation. Before training, one forward pass is thrown away, as the engine does for
+    a batch whose loss is non-finite on some rank (all ranks then skip its backward together).
 
     Returns (state_dict, [correct, loss_sum, count] all-reduced over the validation set)."""
     torch.manual_seed(0)
@@ -66,16 +69,18 @@ def train_and_evaluate(aux: bool) -> tuple[dict, list[float]]:
     train, val = data()
     sampler = D.TrainSampler(train, seed=11)
     sampler.set_epoch(0)
-    loader = DataLoader(train, batch_size=plan.per_rank_batch, sampler=sampler)
-    for step, (x, y) in enumerate(loader):
-        if step == STEPS:
-            break
-        logits, aux_logits = ddp(x, with_aux=True)
-        loss = nn.functional.cross_entropy(logits, y) + sum(0.3 * nn.functional.cross_entropy(a, y)
-                                                            for a in aux_logits)
-        optimizer.zero_grad()
-        loss.backward()
+    batches = iter(DataLoader(train, batch_size=plan.per_rank_batch // accum, sampler=sampler))
+    ddp(train[:2][0], with_aux=True)  # the skipped batch: forward only
+    for _ in range(STEPS):
+        for micro in range(accum):
+            x, y = next(batches)
+            with D.grad_sync(ddp, sync=micro == accum - 1):
+                logits, aux_logits = ddp(x, with_aux=True)
+                loss = nn.functional.cross_entropy(logits, y) + sum(0.3 * nn.functional.cross_entropy(a, y)
+                                                                    for a in aux_logits)
+                (loss / accum).backward()
         optimizer.step()
+        optimizer.zero_grad()
     net = D.unwrap(ddp).eval()
     correct = loss_sum = count = 0.0
     with torch.no_grad():
@@ -87,14 +92,21 @@ def train_and_evaluate(aux: bool) -> tuple[dict, list[float]]:
     return net.state_dict(), D.all_reduce_sum([correct, loss_sum, count]).tolist()
 
 
+CASES = [(True, 1), (False, 1), (True, 2)]  # (aux heads, micro-batches per step)
+
+
 def worker(role: str, out: Path, timeout_s: float) -> None:
     ctx, _ = D.init_distributed("cpu", timeout_s=timeout_s)
     assert ctx.world_size == 2, ctx
     if role == "equal":
-        for aux in (True, False):
-            state, metrics = train_and_evaluate(aux)
+        for aux, accum in CASES:
+            state, metrics = train_and_evaluate(aux, accum)
             if ctx.is_main:
-                torch.save({"state": state, "metrics": metrics}, out / f"ddp_aux{int(aux)}.pt")
+                torch.save({"state": state, "metrics": metrics}, out / f"ddp_aux{int(aux)}_accum{accum}.pt")
+        try:
+            D.wrap_ddp(TinyNet(False), torch.device("cpu"), sync_bn=True)
+        except ConfigError as e:
+            (out / "sync_bn_error.txt").write_text(str(e))
     elif role == "hang":
         (out / f"rank{ctx.rank}.pid").write_text(str(os.getpid()))
         deadline = time.time() + 120
@@ -112,22 +124,23 @@ def torchrun(role: str, out: Path, **kw) -> subprocess.Popen:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("aux", [True, False])
-def test_two_processes_equal_one_process(tmp_path_factory, aux):
+@pytest.mark.parametrize("aux, accum", CASES, ids=["aux", "no-aux", "aux-accumulate"])
+def test_two_processes_equal_one_process(tmp_path_factory, aux, accum):
     out = tmp_path_factory.getbasetemp() / "ddp_equal"
     if not out.exists():
         out.mkdir()
         proc = torchrun("equal", out)
         log, _ = proc.communicate(timeout=120)
         assert proc.returncode == 0, log
-    ddp = torch.load(out / f"ddp_aux{int(aux)}.pt", weights_only=True)
-    state, metrics = train_and_evaluate(aux)  # the same steps in this single process
+    ddp = torch.load(out / f"ddp_aux{int(aux)}_accum{accum}.pt", weights_only=True)
+    state, metrics = train_and_evaluate(aux, accum=1)  # the same steps in one process, whole batches
     for name, value in state.items():
         assert torch.allclose(ddp["state"][name], value, atol=1e-5, rtol=0), name
     assert any(not torch.equal(v, TinyNet(aux).state_dict()[k]) for k, v in state.items() if "weight" in k)
     assert ddp["metrics"][2] == VAL_SIZE, "each validation image must be counted exactly once"
     assert ddp["metrics"] == pytest.approx(metrics, abs=1e-4)
     assert set(state) == set(ddp["state"]) and any(k.startswith("aux.") for k in state) == aux
+    assert "--sync-bn needs CUDA" in (out / "sync_bn_error.txt").read_text()
 
 
 def wait_for(paths: list[Path], proc: subprocess.Popen, timeout: float) -> None:
