@@ -73,14 +73,22 @@ def restore_rng_state(state: dict) -> None:
 
 class EpochTaggedSampler(Sampler):
     """Yields `(epoch, index)` for each index of `sampler` (a `distributed.TrainSampler`), so the epoch
-    reaches `SeededSamples` even in persistent worker processes. `set_epoch(epoch, skip)` is passed on."""
+    reaches `SeededSamples` even in persistent worker processes.
+
+    `set_epoch(epoch, skip)` is passed on; a later `set_epoch(epoch)` for the same epoch without `skip`
+    (as a wrapping loader sampler calls it when a pass starts) keeps the skip, so a resumed epoch
+    still starts where the checkpoint stopped.
+    """
 
     def __init__(self, sampler: Sampler) -> None:
         self.sampler = sampler
         self.epoch = 0
+        self.skip = 0
 
-    def set_epoch(self, epoch: int, skip: int = 0) -> None:
-        self.epoch = epoch
+    def set_epoch(self, epoch: int, skip: int | None = None) -> None:
+        if skip is None:
+            skip = self.skip if epoch == self.epoch else 0
+        self.epoch, self.skip = epoch, skip
         self.sampler.set_epoch(epoch, skip)
 
     def __iter__(self) -> Iterator[tuple[int, int]]:

@@ -1,0 +1,104 @@
+"""Checkpoints under SIGKILL: the atomic write keeps the old last.pt, and a run killed mid-epoch and resumed
+ends with the same weights, bit for bit, as the same run left alone."""
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from inceptionnet.engine.checkpoint import load_checkpoint, save_checkpoint
+
+pytestmark = pytest.mark.slow
+
+
+def make_image_folder(root: Path, classes: int = 3, per_class: int = 10, size: int = 36) -> Path:
+    """A small ImageFolder of PNGs whose classes differ in their dominant colour channel."""
+    rng = np.random.RandomState(0)
+    for c in range(classes):
+        folder = root / f"class{c}"
+        folder.mkdir(parents=True)
+        for i in range(per_class):
+            pixels = rng.randint(0, 80, (size, size, 3)).astype(np.uint8)
+            pixels[..., c % 3] += 150
+            Image.fromarray(pixels).save(folder / f"{i}.png")
+    return root
+
+
+def train_command(data: Path, out: Path, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "inceptionnet", "train", "--model", "inception_cifar", "--recipe", "cifar",
+            "--data", str(data), "--val-split", "0.2", "--epochs", "2", "--batch-size", "8", "--device", "cpu",
+            "--deterministic", "--seed", "7", "--save-every-steps", "1", "--quiet", "--out", str(out),
+            "--set", "warmup_epochs=0.5", "--set", "ema_decay=0.9", *extra]
+
+
+def run_to_end(command: list[str]) -> None:
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+
+
+def test_killed_mid_epoch_and_resumed_equals_uninterrupted(tmp_path):
+    data = make_image_folder(tmp_path / "data")
+    run_to_end(train_command(data, tmp_path / "whole"))
+
+    killed = tmp_path / "killed"
+    child = subprocess.Popen(train_command(data, killed), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.time() + 240
+    while not (killed / "last.pt").exists():  # the first step checkpoint: epoch 1, batch 1 of 3
+        assert child.poll() is None, child.stderr.read().decode()
+        assert time.time() < deadline
+        time.sleep(0.005)
+    child.send_signal(signal.SIGKILL)
+    child.wait()
+    stopped = load_checkpoint(killed / "last.pt")
+    assert stopped["batch_in_epoch"] > 0, "the kill should land mid-epoch"
+    assert stopped["step"] < 6
+
+    run_to_end([sys.executable, "-m", "inceptionnet", "train", "--resume", str(killed), "--quiet"])
+    whole, resumed = load_checkpoint(tmp_path / "whole" / "last.pt"), load_checkpoint(killed / "last.pt")
+    assert resumed["step"] == whole["step"] == 6
+    for key in ("model", "ema"):
+        assert whole[key].keys() == resumed[key].keys()
+        for name, tensor in whole[key].items():
+            assert torch.equal(tensor, resumed[key][name]), f"{key}.{name} differs after resume"
+    assert whole["optimizer"]["state"].keys() == resumed["optimizer"]["state"].keys()
+    for index, state in whole["optimizer"]["state"].items():
+        assert torch.equal(state["momentum_buffer"], resumed["optimizer"]["state"][index]["momentum_buffer"])
+
+
+def size(path: Path) -> int:
+    """Size of `path`, 0 when it was renamed or removed meanwhile."""
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:
+        return 0
+
+
+def test_checkpoint_write_killed_midway_leaves_the_old_file_loadable(tmp_path):
+    path = tmp_path / "last.pt"
+    save_checkpoint(path, {"model": {"w": torch.arange(4.0)}, "step": 1})
+    writer = textwrap.dedent(f"""
+        import torch
+        from inceptionnet.engine.checkpoint import save_checkpoint
+        big = {{"model": {{"w": torch.ones(60_000_000)}}, "step": 2}}  # 240 MB: slow enough to interrupt
+        while True:
+            save_checkpoint({str(path)!r}, big)
+    """)
+    child = subprocess.Popen([sys.executable, "-c", writer])
+    deadline = time.time() + 120
+    while not any(size(p) > 0 for p in tmp_path.glob(".last.pt.*.tmp")):
+        assert child.poll() is None and time.time() < deadline
+        time.sleep(0.002)
+    os.kill(child.pid, signal.SIGKILL)
+    child.wait()
+    ckpt = load_checkpoint(path)
+    assert ckpt["step"] in (1, 2)
+    expected = torch.arange(4.0) if ckpt["step"] == 1 else torch.ones(60_000_000)
+    assert torch.equal(ckpt["model"]["w"], expected)
