@@ -1,9 +1,14 @@
 """`torchrun --nproc_per_node 2 -m inceptionnet train` on CPU (gloo): one run folder, validation over the
-whole validation set, and a resumed 2-process run that equals an uninterrupted one."""
+whole validation set, and a 2-process run resumed mid-epoch that equals an uninterrupted one.
+
+Run as a script (under torchrun) this file is the CLI with a spy that keeps a copy of the mid-epoch
+checkpoint written at step MID_STEP, which the resume test continues from.
+"""
 
 import csv
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -13,7 +18,8 @@ import torch
 from PIL import Image
 
 VAL_COUNTS = (3, 3, 1)  # 7 validation images: a padded split over 2 ranks would count 8
-TRAIN_PER_CLASS = 8
+TRAIN_PER_CLASS = 8  # 24 images, global batch 8: 3 steps per epoch
+MID_STEP = 4  # epoch 2, after its first batch
 pytestmark = pytest.mark.slow
 
 
@@ -31,24 +37,22 @@ def image_folder(tmp_path_factory):
     return root
 
 
-def torchrun_train(*args) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           "-m", "inceptionnet", "train", *map(str, args)]
+def torchrun_train(*args, script: str | None = None) -> subprocess.CompletedProcess:
+    target = [script] if script else ["-m", "inceptionnet"]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", *target,
+           "train", *map(str, args)]
     proc = subprocess.run(cmd, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True,
                           timeout=180)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return proc
 
 
-def train_args(data, out, epochs):
-    return ("--model", "inception_cifar", "--data", data, "--epochs", epochs, "--batch-size", 8, "--device", "cpu",
-            "--out", out)
-
-
 @pytest.fixture(scope="module")
 def full_run(image_folder, tmp_path_factory):
     out = tmp_path_factory.mktemp("ddp") / "run"
-    return out, torchrun_train(*train_args(image_folder, out, 2))
+    proc = torchrun_train("--model", "inception_cifar", "--data", image_folder, "--epochs", 2, "--batch-size", 8,
+                          "--device", "cpu", "--out", out, "--save-every-steps", MID_STEP, script=__file__)
+    return out, proc
 
 
 def read_metrics(run_dir):
@@ -60,7 +64,8 @@ def test_two_processes_write_one_run_folder(full_run):
     out, proc = full_run
     names = sorted(p.name for p in out.iterdir())
     assert [n for n in names if n.startswith("events.")] == [next(n for n in names if n.startswith("events."))]
-    assert {"best.pt", "last.pt", "report.json", "metrics.csv", "config.json", "curves.png", "log.txt"} <= set(names)
+    assert {"best.pt", "last.pt", "report.json", "metrics.csv", "config.json", "curves.png", "log.txt",
+            "mid.pt"} <= set(names)
     assert not [n for n in names if n.endswith(".tmp")]
     assert proc.stdout.count("Epoch: 2/2") == 1, "only rank 0 prints"
     assert proc.stdout.count("best checkpoint:") == 1
@@ -82,18 +87,44 @@ def test_validation_counts_every_image_once(full_run):
     assert report["best_val_acc"] == pytest.approx(max(float(r["val_acc"]) for r in rows))
 
 
-def test_resume_under_two_processes_continues_from_the_saved_step(full_run, image_folder, tmp_path):
+def test_resume_mid_epoch_under_two_processes_equals_the_uninterrupted_run(full_run, tmp_path):
     uninterrupted, _ = full_run
     out = tmp_path / "run"
-    torchrun_train(*train_args(image_folder, out, 1), "--quiet")
-    first = torch.load(out / "last.pt", weights_only=True)
-    assert (first["epoch"], first["step"], len(first["rng_per_rank"])) == (1, 3, 2)
-    torchrun_train("--resume", out, "--epochs", 2)
+    shutil.copytree(uninterrupted, out)
+    (out / "mid.pt").replace(out / "last.pt")
+    mid = torch.load(out / "last.pt", weights_only=True)
+    assert (mid["epoch"], mid["batch_in_epoch"], mid["step"], len(mid["per_rank"])) == (1, 1, MID_STEP, 2)
+    torchrun_train("--resume", out)
     log = (out / "log.txt").read_text()
-    assert "resumed from" in log and "epoch 2, batch 0, step 3" in log
+    assert f"resumed from {out / 'last.pt'}: epoch 2, batch 1, step {MID_STEP}" in log
     assert [int(r["epoch"]) for r in read_metrics(out)] == [1, 2]
     resumed = torch.load(out / "last.pt", weights_only=True)
     reference = torch.load(uninterrupted / "last.pt", weights_only=True)
     assert resumed["step"] == reference["step"] == 6
+    changed = [k for k, v in reference["model"].items() if not torch.equal(v, mid["model"][k])]
+    assert changed, "the resumed run must have trained"
     for name, value in reference["model"].items():  # each rank continued its own data shard and RNG stream
         assert torch.allclose(resumed["model"][name].float(), value.float(), atol=1e-6), name
+    for key in ("train_loss", "train_acc", "val_acc", "val_loss"):  # each rank kept its own epoch sums
+        assert float(read_metrics(out)[1][key]) == pytest.approx(float(read_metrics(uninterrupted)[1][key]))
+
+
+def keep_mid_epoch_checkpoint() -> None:
+    """Spy on Trainer.save_last: rank 0 copies the checkpoint of step MID_STEP to mid.pt."""
+    from inceptionnet.engine.train import Trainer
+
+    save_last = Trainer.save_last
+
+    def spy(self) -> None:
+        save_last(self)
+        if self.ctx.is_main and self.step == MID_STEP and self.batch_in_epoch:
+            shutil.copyfile(self.run_dir / "last.pt", self.run_dir / "mid.pt")
+
+    Trainer.save_last = spy
+
+
+if __name__ == "__main__":
+    from inceptionnet.cli import main
+
+    keep_mid_epoch_checkpoint()
+    sys.exit(main(sys.argv[1:]))

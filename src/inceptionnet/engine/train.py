@@ -263,10 +263,10 @@ class Trainer:
 
     def save_last(self) -> None:
         """Write last.pt (rank 0 only); `epoch`/`batch_in_epoch` say where the run continues. Every rank
-        sends its RNG state, so a resumed DDP run continues each rank's dropout stream."""
-        rng_per_rank = dist.all_gather_objects(rng_state())
+        sends its RNG state and running epoch sums, so a resumed DDP run continues each rank exactly."""
+        per_rank = dist.all_gather_objects({"rng": rng_state(), "epoch_stats": dataclasses.asdict(self.stats)})
         if self.ctx.is_main:
-            save_checkpoint(self.run_dir / "last.pt", {**self.checkpoint_state(), "rng_per_rank": rng_per_rank})
+            save_checkpoint(self.run_dir / "last.pt", {**self.checkpoint_state(), "per_rank": per_rank})
 
     def restore(self, ckpt: dict[str, Any]) -> None:
         """Put the run back to the state of checkpoint `ckpt` (called after the data loader exists)."""
@@ -281,24 +281,27 @@ class Trainer:
         if self.precision.scaler is not None and ckpt["scaler"] is not None:
             self.precision.scaler.load_state_dict(ckpt["scaler"])
         self.epoch, self.batch_in_epoch, self.step = ckpt["epoch"], ckpt["batch_in_epoch"], ckpt["step"]
-        self.stats = EpochStats(**ckpt["epoch_stats"])
         self.best_top1, self.best_epoch = ckpt["best_top1"], ckpt["best_epoch"]
         self.nonfinite_total = ckpt["nonfinite_total"]
         self.skipped.update(dict(ckpt["skipped"]))
-        self.restore_rng(ckpt)
+        self.restore_rank_state(ckpt)
         self.log.log(f"resumed from {ckpt['path']}: epoch {self.epoch + 1}, batch {self.batch_in_epoch}, "
                      f"step {self.step}")
 
-    def restore_rng(self, ckpt: dict[str, Any]) -> None:
-        """Each rank takes back its own RNG state; with a different number of processes than when saved,
-        the ranks are re-seeded from (seed, step) instead (the data order still continues exactly)."""
-        states = ckpt.get("rng_per_rank") or [ckpt["rng"]]
-        if len(states) == self.ctx.world_size:
-            restore_rng_state(states[self.ctx.rank])
-        else:
-            seed_everything(dist.rank_seed(mix_seed(self.options.seed, self.step), self.ctx.rank))
-            self.log.log(f"resuming with {self.ctx.world_size} processes instead of {len(states)}: random "
-                         "streams re-seeded")
+    def restore_rank_state(self, ckpt: dict[str, Any]) -> None:
+        """Each rank takes back its own RNG state and epoch sums. With a different number of processes than
+        when saved, rank 0 takes all the sums (so the all-reduced epoch metrics stay right) and the random
+        streams are re-seeded from (seed, step); the data order still continues exactly."""
+        saved = ckpt.get("per_rank") or [{"rng": ckpt["rng"], "epoch_stats": ckpt["epoch_stats"]}]
+        if len(saved) == self.ctx.world_size:
+            self.stats = EpochStats(**saved[self.ctx.rank]["epoch_stats"])
+            restore_rng_state(saved[self.ctx.rank]["rng"])
+            return
+        totals = {key: sum(s["epoch_stats"][key] for s in saved) for key in saved[0]["epoch_stats"]}
+        self.stats = EpochStats(**totals) if self.ctx.is_main else EpochStats()
+        seed_everything(dist.rank_seed(mix_seed(self.options.seed, self.step), self.ctx.rank))
+        self.log.log(f"resuming with {self.ctx.world_size} processes instead of {len(saved)}: random streams "
+                     "re-seeded")
 
     def config(self) -> dict[str, Any]:
         return {"options": self.options.to_dict(), "recipe": self.recipe.to_dict(), "model": self.options.model,
