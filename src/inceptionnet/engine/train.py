@@ -160,12 +160,15 @@ class Trainer:
         aug = TrainAugment(scale=(r.scale_min, r.scale_max), ratio=(r.ratio_min, r.ratio_max), hflip=r.hflip,
                            photometric=r.photometric, random_interpolation=r.random_interpolation,
                            pad_crop=r.pad_crop, resize_only=r.resize_only)
-        if not self.ctx.is_main:  # rank 0 first: it may generate the synthetic set the others then read
+        # The synthetic set may need generating: rank 0 first, then the others read it. Real folders are
+        # scanned by all ranks at once (a long scan must not wait out the collective timeout).
+        generate_first = self.options.data is None
+        if generate_first and not self.ctx.is_main:
             dist.barrier()
         self.data = build_datasets(self.options.data, self.options.val_split, self.options.seed,
                                    build_train_transform(aug, self.preprocess, self.img_size),
                                    build_eval_transform(self.preprocess, self.img_size), strict=self.options.strict)
-        if self.ctx.is_main:
+        if generate_first and self.ctx.is_main:
             dist.barrier()
         self.class_names = list(self.data.class_names)
         self.note_skipped(self.data.skipped)
