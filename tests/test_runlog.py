@@ -80,6 +80,8 @@ def test_report_and_config(run):
     assert [s["path"] for s in report["skipped"]] == [p for p, _ in SKIPPED]
     assert report["throughput_images_per_s"] == 130.0 and report["timings"] == {"train_s": 28.5}
     assert report["wall_time_s"] >= 0
+    assert report["epoch_time_s"] == pytest.approx(28.5) and report["data_time_s"] == pytest.approx(2.5)
+    assert report["images_per_s_mean"] == pytest.approx(130.0)
     config = json.loads((run_dir / "config.json").read_text())
     assert config["model"] == "googlenet" and config["data"] == str(run_dir)
 

@@ -219,8 +219,9 @@ class RunLogger:
     def write_report(self, report: Mapping[str, Any] | None = None,
                      skipped: Sequence[tuple[str, str]] = ()) -> dict[str, Any]:
         """Write report.json: best epoch and validation accuracy, final accuracies, the skipped files
-        (list of (path, reason) and their count), total wall time, and every key of `report` the engine
-        passes (timings, throughput, checkpoint paths, test metrics...). Returns the report dict."""
+        (list of (path, reason) and their count), summed epoch and data-loading times, mean throughput (from
+        the rows' `images_per_s`), wall time since the logger started, and every key of `report` the engine
+        passes (checkpoint paths, test metrics...; these win on a clash). Returns the report dict."""
         out: dict[str, Any] = {"epochs_run": len(self.rows)}
         scored = [r for r in self.rows if r.get("val_acc") is not None]
         if scored:
@@ -228,6 +229,13 @@ class RunLogger:
             out.update(best_epoch=best["epoch"], best_val_acc=best["val_acc"], final_val_acc=scored[-1]["val_acc"])
         if self.rows:
             out["final_train_acc"] = self.rows[-1].get("train_acc")
+        for key, total in (("time", "epoch_time_s"), ("data_time", "data_time_s")):
+            values = [r[key] for r in self.rows if isinstance(r.get(key), (int, float))]
+            if values:
+                out[total] = round(sum(values), 3)
+        speeds = [r["images_per_s"] for r in self.rows if isinstance(r.get("images_per_s"), (int, float))]
+        if speeds:
+            out["images_per_s_mean"] = sum(speeds) / len(speeds)
         out.update(skipped_count=len(skipped), skipped=[{"path": str(p), "reason": r} for p, r in skipped],
                    wall_time_s=round(time.time() - self.started, 3))
         out.update(report or {})
