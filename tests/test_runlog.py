@@ -175,3 +175,27 @@ def test_plot_curves_without_validation(tmp_path):
                                                                           "train_loss": 1.5}], tmp_path / "c.png")
     with Image.open(path) as im:
         assert im.format == "PNG"
+
+
+class Terminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
+@pytest.mark.parametrize("stdout, quiet, shown", [(Terminal(), False, True), (Terminal(), True, False),
+                                                  (io.StringIO(), False, False)], ids=["tty", "quiet", "pipe"])
+def test_progress_bar_only_on_a_terminal(tmp_path, stdout, quiet, shown):
+    with RunLogger(tmp_path, quiet=quiet, stdout=stdout) as log:
+        bar = log.progress(range(3), total=3, desc="epoch 1/1")
+        assert list(bar) == [0, 1, 2]
+        bar.set_postfix(loss="0.5")
+        bar.close()
+    assert ("epoch 1/1" in stdout.getvalue()) == shown
+
+
+def test_confusion_of_many_classes(tmp_path):
+    import numpy as np
+
+    path = plot_confusion(np.eye(100, dtype=int) * 3, [f"c{i}" for i in range(100)], tmp_path / "big.png")
+    with Image.open(path) as im:
+        assert im.format == "PNG"

@@ -77,9 +77,10 @@ def plot_confusion(matrix, class_names: Sequence[str], path: str | os.PathLike, 
     ax = fig.subplots()
     image = ax.imshow(shown, cmap="Blues", vmin=0, vmax=1 if normalize else None)
     fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
-    ticks = range(n)
-    ax.set_xticks(ticks, labels=class_names, rotation=90 if n > 8 else 45, ha="right" if n <= 8 else "center")
-    ax.set_yticks(ticks, labels=class_names)
+    if n <= 60:  # beyond that the names cannot be read; the axes then show class indices
+        ticks = range(n)
+        ax.set_xticks(ticks, labels=class_names, rotation=90 if n > 8 else 45, ha="right" if n <= 8 else "center")
+        ax.set_yticks(ticks, labels=class_names)
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
     if n <= 30:
