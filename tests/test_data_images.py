@@ -5,9 +5,16 @@ import zlib
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
-from inceptionnet.data.images import MAX_IMAGE_PIXELS, BadImageError, load_image, open_image
+from inceptionnet.data.images import (
+    MAX_IMAGE_PIXELS,
+    BadImageError,
+    decode_to_tensor,
+    load_image,
+    open_image,
+)
 from inceptionnet.errors import DataError
 
 
@@ -59,14 +66,32 @@ def test_missing_file(tmp_path):
         load_image(tmp_path / "nope.jpg")
 
 
-def test_truncated_jpeg_fails_on_decode(tmp_path):
+def as_array(path, decoder: str) -> np.ndarray:
+    """Decode `path` with Pillow (load_image) or to a tensor (torchvision for full-size JPEGs), as (H, W, 3)."""
+    if decoder == "pil":
+        return np.asarray(load_image(path))
+    return decode_to_tensor(open_image(path)).permute(1, 2, 0).numpy()
+
+
+@pytest.mark.parametrize("decoder", ["pil", "tensor"])
+def test_truncated_jpeg_fails_on_decode(tmp_path, decoder):
     path = tmp_path / "cut.jpg"
     smooth_image(200, 150).save(path, quality=90)
     path.write_bytes(path.read_bytes()[:1500])
     open_image(path).close()  # the header is intact
     with pytest.raises(BadImageError, match="truncated") as info:
-        load_image(path)
+        as_array(path, decoder)
     assert str(path) in str(info.value)
+
+
+def test_tensor_decode_matches_pillow(tmp_path):
+    path = tmp_path / "a.jpg"
+    smooth_image(120, 90).save(path, quality=90)
+    tensor = decode_to_tensor(open_image(path))
+    assert tensor.dtype == torch.uint8 and tensor.shape == (3, 90, 120)
+    difference = np.abs(tensor.permute(1, 2, 0).numpy().astype(int) - np.asarray(load_image(path)).astype(int))
+    assert difference.max() <= 2
+    assert decode_to_tensor(open_image(path), scale=2).shape == (3, 45, 60)
 
 
 def test_decompression_bombs_are_refused_with_the_limit_in_the_message(tmp_path):
@@ -120,14 +145,15 @@ def test_transparency_is_composited_on_white(tmp_path):
     assert load_image(path).getpixel((1, 1)) == (255, 255, 255)
 
 
-def test_exif_orientation_is_applied(tmp_path):
+@pytest.mark.parametrize("decoder", ["pil", "tensor"])
+def test_exif_orientation_is_applied(tmp_path, decoder):
     pixels = np.zeros((32, 64, 3), dtype=np.uint8)  # stored: 64 wide, 32 high, black left, white right
     pixels[:, 32:] = 255
     exif = Image.Exif()
     exif[0x0112] = 6  # "rotate 90 degrees clockwise to display"
     path = tmp_path / "rotated.jpg"
     Image.fromarray(pixels).save(path, quality=95, exif=exif.tobytes())
-    shown = np.asarray(load_image(path)).mean(-1)
+    shown = as_array(path, decoder).mean(-1)
     assert shown.shape == (64, 32)  # displayed: 32 wide, 64 high
     assert shown[:28].mean() < 20 and shown[36:].mean() > 235  # the left (black) half is now on top
 
