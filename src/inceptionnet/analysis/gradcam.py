@@ -1,9 +1,10 @@
 """Grad-CAM (Selvaraju et al. 2017) on the last convolutional stage of any registered model.
 
-The stage is found by running the model once with hooks: the last module to produce a spatial
-(N, C, h, w) map with h*w > 1 before global pooling, i.e. the last Inception block (or the container
-ending with it). The heatmap is ReLU(sum_c mean(dScore/dA_c) * A_c), upsampled to the input and
-normalised to [0, 1] per image.
+The last stage's output is found without knowing the architecture: it is the feature map that the
+global pooling consumes, i.e. the input of the last spatial reduction (adaptive/average/max pooling
+or a mean) that leaves no spatial extent. A `TorchFunctionMode` watches those calls during the
+forward pass and hooks the gradient of that tensor. The heatmap is ReLU(sum_c mean(dScore/dA_c) * A_c),
+upsampled to the input and normalised to [0, 1] per image.
 """
 
 from __future__ import annotations
@@ -15,76 +16,74 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 from torch import Tensor, nn
+from torch.overrides import TorchFunctionMode
 
 from ..models.registry import Preprocess
 
-# Modules that only pool, flatten or drop: a spatial output from them is not a feature stage.
-_NOT_A_STAGE = (nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d, nn.Dropout, nn.Dropout2d, nn.Flatten,
-                nn.Identity)
+# Operations that can be a global pooling; which call is the global one is decided by the shapes.
+_REDUCTIONS = {"adaptive_avg_pool2d", "adaptive_max_pool2d", "adaptive_max_pool2d_with_indices", "avg_pool2d",
+               "max_pool2d", "max_pool2d_with_indices", "mean", "amax"}
 
 
-def find_cam_layer(model: nn.Module, x: Tensor) -> str:
-    """Dotted name of the module of `model` that last outputs a spatial map for the (N, C, H, W) input `x`.
+class _FinalFeatureMap(TorchFunctionMode):
+    """Remembers the input of the last global pooling ((N, C, h, w) -> (N, C) or (N, C, 1, 1)) and its gradient."""
 
-    Forward hooks fire when a module finishes, so a container ending with the last block comes after
-    that block and is picked instead; either yields the same map.
-    """
-    finished: list[str] = []
+    def __init__(self) -> None:
+        super().__init__()
+        self.activation: Tensor | None = None
+        self.gradient: Tensor | None = None
 
-    def record(name: str):
-        def hook(module, inputs, output):
-            if isinstance(output, Tensor) and output.dim() == 4 and output.shape[-2] * output.shape[-1] > 1:
-                finished.append(name)
-        return hook
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        x = args[0] if args else None
+        if (getattr(func, "__name__", "") in _REDUCTIONS and isinstance(x, Tensor) and isinstance(out, Tensor)
+                and x.dim() == 4 and out.shape[:2] == x.shape[:2] and out[0, 0].numel() == 1):
+            # Cloned: a later in-place op must not change the stored map.
+            self.activation = x.detach().clone()
+            if x.requires_grad:
+                x.register_hook(self._keep_gradient)
+        return out
 
-    handles = [m.register_forward_hook(record(name)) for name, m in model.named_modules()
-               if name and not isinstance(m, _NOT_A_STAGE)]
-    try:
-        with torch.no_grad():
-            model(x[:1])
-    finally:
-        for h in handles:
-            h.remove()
-    if not finished:
-        raise ValueError(f"{type(model).__name__} produces no spatial feature map for input {tuple(x.shape)}")
-    return finished[-1]
+    def _keep_gradient(self, grad: Tensor) -> None:
+        self.gradient = grad.detach()
 
 
 class GradCAM:
-    """Class-activation heatmaps of `model` (eval mode) from the gradients at `layer` (a dotted module
-    name; found with `find_cam_layer` on the first call when None)."""
+    """Class-activation heatmaps of `model` (eval mode) from the gradients of its last feature map."""
 
-    def __init__(self, model: nn.Module, layer: str | None = None) -> None:
+    def __init__(self, model: nn.Module) -> None:
         self.model = model
-        self.layer = layer
 
     def __call__(self, x: Tensor, target: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """(N, C, H, W) input -> (heatmaps (N, H, W) in [0, 1], logits (N, classes)).
 
         `target` (N,) picks the class explained per image; default the predicted class.
         """
-        if self.layer is None:
-            self.layer = find_cam_layer(self.model, x)
-        saved: dict[str, Tensor] = {}
-
-        def keep(module, inputs, output):
-            # Cloned: a later in-place op (ReLU after a residual sum) must not change the stored map.
-            saved["activation"] = output.detach().clone()
-            output.register_hook(lambda grad: saved.__setitem__("gradient", grad.detach()))
-
-        handle = self.model.get_submodule(self.layer).register_forward_hook(keep)
+        watch = _FinalFeatureMap()
         try:
             with torch.enable_grad():
-                logits = self.model(x.detach().clone().requires_grad_(True))
+                with watch:
+                    logits = self.model(x.detach().clone().requires_grad_(True))
                 chosen = logits.argmax(dim=1) if target is None else target.to(logits.device)
                 logits.gather(1, chosen[:, None]).sum().backward()
         finally:
-            handle.remove()
             self.model.zero_grad(set_to_none=True)
-        weights = saved["gradient"].mean(dim=(2, 3), keepdim=True)
-        cam = F.relu((weights * saved["activation"]).sum(dim=1, keepdim=True))
+        if watch.activation is None or watch.gradient is None:
+            raise ValueError(f"{type(self.model).__name__}: no global pooling of a feature map in the forward pass")
+        weights = watch.gradient.mean(dim=(2, 3), keepdim=True)
+        cam = F.relu((weights * watch.activation).sum(dim=1, keepdim=True))
         cam = F.interpolate(cam, size=x.shape[-2:], mode="bilinear", align_corners=False).squeeze(1)
         return normalize_per_image(cam), logits.detach()
+
+    @staticmethod
+    def feature_map_shape(model: nn.Module, x: Tensor) -> tuple[int, ...]:
+        """Shape of the feature map Grad-CAM explains for input `x` (for checks and messages)."""
+        watch = _FinalFeatureMap()
+        with torch.no_grad(), watch:
+            model(x)
+        if watch.activation is None:
+            raise ValueError(f"{type(model).__name__}: no global pooling of a feature map seen in the forward pass")
+        return tuple(watch.activation.shape)
 
 
 def normalize_per_image(maps: Tensor) -> Tensor:
