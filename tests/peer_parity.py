@@ -89,12 +89,14 @@ def check_contract(name: str, size: int, aux_size: int | None = None) -> None:
     if aux_size is not None:
         with_aux = create_model(name, num_classes=5, aux_logits=True).eval()
         assert len(list(with_aux.aux_parameters())) > 0
-        xa = torch.randn(1, 3, aux_size, aux_size)
-        logits, aux = with_aux(xa, with_aux=True)
-        assert logits.shape == (1, 5) and [a.shape for a in aux] == [(1, 5)] * len(spec.aux_heads)
+        with torch.no_grad():
+            logits, aux = with_aux(torch.randn(1, 3, aux_size, aux_size), with_aux=True)
+            assert logits.shape == (1, 5) and [a.shape for a in aux] == [(1, 5)] * len(spec.aux_heads)
+            with pytest.raises(InputSizeError, match=f"aux logits need inputs of at least {aux_size}x{aux_size}"):
+                with_aux(torch.randn(1, 3, aux_size - 1, aux_size - 1), with_aux=True)
         with_aux.reset_classifier(2)
-        logits, aux = with_aux(xa, with_aux=True)
-        assert logits.shape == (1, 2) and all(a.shape == (1, 2) for a in aux)
+        assert len(with_aux.classifier_names) == 1 + len(spec.aux_heads)
+        assert all(with_aux.get_submodule(n).out_features == 2 for n in with_aux.classifier_names)
 
 
 def check_min_size(model: nn.Module, min_size: int) -> None:
