@@ -56,9 +56,14 @@ class Batch(NamedTuple):
     skipped: list[tuple[str, str]]
 
 
+_warned: set[str] = set()
+
+
 def warn_skipped(path: str, reason: str) -> None:
-    """Log one skipped file (every skip goes through here so none is silent)."""
-    log.warning("skipping %s: %s", path, reason)
+    """Log a skipped file once per process (every skip goes through here, so none is silent)."""
+    if path not in _warned:
+        _warned.add(path)
+        log.warning("skipping %s: %s", path, reason)
 
 
 def _class_folders(root: Path) -> list[Path]:

@@ -211,25 +211,22 @@ def _interpolation_mode(name: str) -> InterpolationMode:
 class EvalTransform:
     """Resize the shorter side to img_size / crop_pct, centre crop img_size: PIL image -> model input.
 
-    The resize and crop are torchvision's (PIL, antialiased), so accuracy matches reference pipelines.
-    With `reduced_decode`, JPEGs at least twice the resize size are decoded at reduced scale first
-    (faster, slightly different pixels).
+    The decode (full size), resize and crop are torchvision's PIL ones, antialiased, so accuracy matches
+    the reference pipelines pixel for pixel.
     """
 
     takes_lazy_image = True
 
-    def __init__(self, preprocess: Preprocess, img_size: int | None = None, reduced_decode: bool = False) -> None:
+    def __init__(self, preprocess: Preprocess, img_size: int | None = None) -> None:
         self.preprocess = preprocess
         self.img_size = img_size or preprocess.input_size
         # floor as timm does; the epsilon keeps 299 / (299 / 342) at 342.
         self.resize_size = math.floor(self.img_size / preprocess.crop_pct + 1e-6)
         self.interpolation = _interpolation_mode(preprocess.interpolation)
-        self.reduced_decode = reduced_decode
 
     def __call__(self, img: Image.Image) -> Tensor:
         """PIL image (header-only or decoded) -> (3, img_size, img_size) model input."""
-        scale = draft_scale(*oriented_size(img), self.resize_size, self.resize_size) if self.reduced_decode else 1
-        decoded = decode_image(img, scale)
+        decoded = decode_image(img)
         decoded = F.resize(decoded, self.resize_size, interpolation=self.interpolation, antialias=True)
         decoded = F.center_crop(decoded, [self.img_size, self.img_size])
         return to_model_input(F.pil_to_tensor(decoded), self.preprocess)
