@@ -195,7 +195,7 @@ def test_a_dead_or_stuck_rank_ends_the_others_without_an_agent(tmp_path, failure
         for p in procs:
             p.kill()
     assert procs[0].returncode != 0, log
-    assert elapsed < (10 if failure == signal.SIGKILL else 40), elapsed
+    assert elapsed < (30 if failure == signal.SIGKILL else 40), elapsed  # generous: CI machines are shared
 
 
 if __name__ == "__main__":
