@@ -22,7 +22,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ..errors import ConfigError, InceptionNetError, WeightsError
+from ..errors import ConfigError, DataError, InceptionNetError, WeightsError
 from ..fileio import atomic_write
 from ..models import create_model, get_spec
 from ..recipes import Recipe
@@ -142,6 +142,7 @@ class Trainer:
         self.skipped: dict[str, str] = {}
         self.nonfinite_total = 0
         self.nonfinite_in_row = 0
+        self.grads_pending = False
         self.best_top1 = -1.0
         self.best_epoch = 0
         self.step = 0
@@ -171,6 +172,9 @@ class Trainer:
         if generate_first and self.ctx.is_main:
             dist.barrier()
         self.class_names = list(self.data.class_names)
+        if self.options.strict and self.data.skipped:
+            path, reason = self.data.skipped[0]
+            raise DataError(f"--strict: cannot use {path}: {reason}")
         self.note_skipped(self.data.skipped)
         plan = dist.plan_batch_and_lr(r.batch_size, self.ctx.world_size, r.lr, self.options.reference_batch,
                                       self.options.scale_lr)
@@ -317,6 +321,8 @@ class Trainer:
         """Train every remaining epoch, validating and checkpointing after each; return the report."""
         try:
             return self._run()
+        except RuntimeError as e:
+            raise _worker_error(e) from None
         finally:
             self.log.close()
             dist.cleanup_distributed()
@@ -378,7 +384,8 @@ class Trainer:
             done = time.perf_counter()
             self.stats.data_time += loaded - tick
             self.stats.compute_time += done - loaded
-            if self.ends_accumulation(self.batch_in_epoch):
+            # A window whose every batch was skipped (non-finite or unreadable) makes no update.
+            if self.ends_accumulation(self.batch_in_epoch) and self.grads_pending:
                 self.optimizer_step()
                 bar.set_postfix(loss=f"{self.stats.loss_sum / max(self.stats.count, 1):.3f}",
                                 data=f"{loaded - tick:.3f}s", compute=f"{done - loaded:.3f}s")
@@ -404,6 +411,9 @@ class Trainer:
 
     def forward_backward(self, images: Tensor, targets: Tensor, index: int) -> None:
         """Forward and backward of one micro-batch; a non-finite loss is skipped and counted."""
+        if targets.numel() == 0:  # every file of this batch was unreadable (and skipped)
+            self.batch_in_epoch = index + 1
+            return
         images = images.to(self.device, non_blocking=True)
         targets = targets.to(self.device, non_blocking=True)
         if self.recipe.channels_last:
@@ -429,6 +439,7 @@ class Trainer:
         if self.precision.scaler is not None:
             scaled = self.precision.scaler.scale(scaled)
         scaled.backward()
+        self.grads_pending = True
         n = targets.numel()
         self.stats.loss_sum += float(main.detach()) * n
         self.stats.correct += float((logits.detach().argmax(1) == targets).sum())
@@ -456,6 +467,7 @@ class Trainer:
         else:
             self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
+        self.grads_pending = False
         self.scheduler.step()
         if self.ema is not None:
             self.ema.update_parameters(self.model)
@@ -514,7 +526,8 @@ class Trainer:
         extra: dict[str, Any] = {
             "model": self.options.model, "recipe": self.recipe.name, "img_size": self.img_size,
             "device": str(self.device), "precision": self.precision.name, "world_size": self.ctx.world_size,
-            "steps": self.step, "nonfinite_skipped": self.nonfinite_total, "train_wall_time_s": round(wall_time, 3),
+            "steps": self.step, "batches_per_epoch": self.batches_per_epoch, "nonfinite_skipped": self.nonfinite_total,
+            "train_wall_time_s": round(wall_time, 3),
             "best_val_top1": self.best_top1 if self.best_top1 >= 0 else None,
             "last_checkpoint": str(self.run_dir / "last.pt"),
         }
@@ -547,3 +560,14 @@ class Trainer:
 def default_run_dir(model: str) -> str:
     """runs/<model>-<YYYYmmdd-HHMMSS> under the current directory."""
     return str(Path("runs") / f"{model}-{time.strftime('%Y%m%d-%H%M%S')}")
+
+
+def _worker_error(error: RuntimeError) -> Exception:
+    """A DataLoader worker re-raises our errors as a RuntimeError holding the worker's traceback: turn
+    that back into a one-line DataError; any other RuntimeError is returned unchanged."""
+    text = str(error)
+    first = text.split("\n", 1)[0]
+    if not first.startswith("Caught ") or not any(name in first for name in ("BadImageError", "DataError")):
+        return error
+    last = text.rstrip().rsplit("\n", 1)[-1]
+    return DataError(last.split(": ", 1)[-1])

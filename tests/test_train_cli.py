@@ -1,0 +1,156 @@
+"""`inceptionnet train` and `demo` end to end: bad inputs give one line and exit code 2, unreadable files are
+skipped and counted (fatal with --strict), non-finite losses are skipped, the run folder is complete."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from inceptionnet import train
+from inceptionnet.cli import main
+from inceptionnet.engine.checkpoint import load_checkpoint
+from inceptionnet.engine.losses import AuxLoss
+from inceptionnet.engine.train import TrainingError
+
+
+def make_image_folder(root: Path, classes: int = 3, per_class: int = 8, size: int = 36) -> Path:
+    """A small ImageFolder of PNGs whose classes differ in their dominant colour channel."""
+    rng = np.random.RandomState(0)
+    for c in range(classes):
+        folder = root / f"class{c}"
+        folder.mkdir(parents=True)
+        for i in range(per_class):
+            pixels = rng.randint(0, 80, (size, size, 3)).astype(np.uint8)
+            pixels[..., c % 3] += 150
+            Image.fromarray(pixels).save(folder / f"{i}.png")
+    return root
+
+
+def tiny_run(data: Path, out: Path, *extra: str) -> list[str]:
+    return ["train", "--model", "inception_cifar", "--recipe", "cifar", "--data", str(data), "--epochs", "1",
+            "--batch-size", "8", "--device", "cpu", "--quiet", "--out", str(out), *extra]
+
+
+def one_error_line(capsys) -> str:
+    err = capsys.readouterr().err.strip().splitlines()
+    errors = [line for line in err if line.startswith("inceptionnet train: error:")]
+    assert len(errors) == 1 and "Traceback" not in "\n".join(err), err
+    return errors[0]
+
+
+def test_missing_data_path_is_one_line(tmp_path, capsys):
+    assert main(tiny_run(tmp_path / "nowhere", tmp_path / "run")) == 2
+    assert "nowhere" in one_error_line(capsys)
+
+
+def test_empty_class_folder_is_one_line(tmp_path, capsys):
+    data = make_image_folder(tmp_path / "data")
+    (data / "empty_class").mkdir()
+    assert main(tiny_run(data, tmp_path / "run")) == 2
+    assert "empty_class" in one_error_line(capsys)
+
+
+def test_too_few_images_for_the_split_is_one_line(tmp_path, capsys):
+    data = make_image_folder(tmp_path / "data", per_class=1)
+    assert main(tiny_run(data, tmp_path / "run")) == 2
+    one_error_line(capsys)
+
+
+@pytest.mark.parametrize("extra,match", [
+    (["--epochs", "0"], "epochs must be positive"),
+    (["--set", "no_such_field=1"], "no_such_field"),
+    (["--set", "lr=fast"], "lr=fast"),
+    (["--recipe", "nope"], "unknown recipe"),
+    (["--model", "nope"], "unknown model"),
+    (["--img-size", "2"], "minimum input size"),
+    (["--batch-size", "1000"], "fewer than one batch"),
+])
+def test_bad_options_are_one_line(tmp_path, capsys, extra, match):
+    data = make_image_folder(tmp_path / "data")
+    assert main(tiny_run(data, tmp_path / "run") + extra) == 2
+    assert match in one_error_line(capsys)
+
+
+def test_resume_of_a_folder_without_checkpoint_is_one_line(tmp_path, capsys):
+    assert main(["train", "--resume", str(tmp_path)]) == 2
+    assert "no last.pt" in one_error_line(capsys)
+
+
+def add_bad_files(data: Path) -> set[str]:
+    (data / "class0" / "empty.jpg").write_bytes(b"")
+    (data / "class1" / "not_an_image.png").write_text("plain text, not pixels")
+    good = (data / "class2" / "0.png").read_bytes()
+    (data / "class2" / "cut.png").write_bytes(good[: len(good) // 2])
+    (data / "class2" / "notes.txt").write_text("not an image by its name")
+    return {"empty.jpg", "not_an_image.png", "cut.png", "notes.txt"}
+
+
+@pytest.mark.slow
+def test_unreadable_files_are_skipped_counted_and_fatal_with_strict(tmp_path, capsys):
+    data = make_image_folder(tmp_path / "data")
+    bad = add_bad_files(data)
+    # val split 0.5 so that every bad file is read in the one epoch, whichever split it lands in
+    assert main(tiny_run(data, tmp_path / "run", "--val-split", "0.5")) == 0
+    report = json.loads((tmp_path / "run" / "report.json").read_text())
+    assert {Path(s["path"]).name for s in report["skipped"]} == bad
+    assert report["skipped_count"] == len(bad)
+    capsys.readouterr()
+    assert main(tiny_run(data, tmp_path / "strict", "--strict", "--set", "val_split=0.5")) == 2
+    line = one_error_line(capsys)
+    assert any(name in line for name in bad)
+
+
+@pytest.mark.slow
+def test_run_folder_config_and_checkpoint_contents(tmp_path):
+    data = make_image_folder(tmp_path / "data")
+    report = train("inception_cifar", "cifar", str(data), epochs=2, batch_size=8, device="cpu", quiet=True,
+                   out=str(tmp_path / "run"), overrides={"ema_decay": "0.9", "label_smoothing": 0.2}, seed=3)
+    run = tmp_path / "run"
+    for name in ("config.json", "metrics.csv", "curves.png", "report.json", "log.txt", "last.pt", "best.pt"):
+        assert (run / name).is_file(), name
+    config = json.loads((run / "config.json").read_text())
+    assert config["recipe"]["name"] == "cifar" and config["recipe"]["ema_decay"] == 0.9
+    assert config["recipe"]["label_smoothing"] == 0.2 and config["options"]["seed"] == 3
+    assert report["epochs_run"] == 2 and 0.0 <= report["best_val_acc"] <= 1.0
+    ckpt = load_checkpoint(run / "last.pt")
+    assert (ckpt["epoch"], ckpt["batch_in_epoch"], ckpt["step"]) == (2, 0, report["steps"])
+    assert ckpt["class_names"] == ["class0", "class1", "class2"] and ckpt["ema"] is not None
+    assert set(ckpt["rng"]) == {"torch", "cuda", "numpy", "python"}
+    assert ckpt["model_kwargs"]["num_classes"] == 3
+
+
+def test_non_finite_losses_are_skipped_then_abort(tmp_path, monkeypatch):
+    data = make_image_folder(tmp_path / "data")
+    real_forward = AuxLoss.forward
+    calls = []
+
+    def nan_on_second_call(self, logits, aux, targets):
+        total, main_loss = real_forward(self, logits, aux, targets)
+        calls.append(1)
+        return (total * float("nan"), main_loss) if len(calls) == 2 else (total, main_loss)
+
+    monkeypatch.setattr(AuxLoss, "forward", nan_on_second_call)
+    report = train("inception_cifar", "cifar", str(data), epochs=1, batch_size=4, device="cpu", quiet=True,
+                   out=str(tmp_path / "run"))
+    assert report["nonfinite_skipped"] == 1 and report["steps"] == report["batches_per_epoch"] - 1
+    assert all(torch.isfinite(t).all() for t in load_checkpoint(tmp_path / "run" / "last.pt")["model"].values())
+
+    monkeypatch.setattr(AuxLoss, "forward", lambda self, logits, aux, targets: (logits.sum() * float("inf"),) * 2)
+    with pytest.raises(TrainingError, match="non-finite for 3 batches in a row"):
+        train("inception_cifar", "cifar", str(data), epochs=1, batch_size=4, device="cpu", quiet=True,
+              out=str(tmp_path / "run2"), overrides={"max_nonfinite": 3})
+
+
+@pytest.mark.slow
+def test_short_demo_writes_its_run_folder(tmp_path, capsys):
+    out = tmp_path / "demo"
+    assert main(["demo", "--epochs", "1", "--out", str(out), "--quiet", "--set", "scale_min=0.5"]) == 0
+    printed = capsys.readouterr().out
+    assert str(out / "best.pt") in printed
+    for name in ("best.pt", "curves.png", "report.json"):
+        assert (out / name).is_file(), name
+    report = json.loads((out / "report.json").read_text())
+    assert report["best_val_acc"] > 0.3  # ten classes: chance is 0.1
