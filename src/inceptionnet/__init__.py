@@ -2,6 +2,7 @@
 Inception-ResNet), paper-exact and weight-compatible with torchvision and timm."""
 
 from .errors import ConfigError, DataError, InceptionNetError, InputSizeError, WeightsError
+from .fast import optimize
 from .models import ModelSpec, Preprocess, create_model, get_spec, list_models
 from .weights import export_state_dict, load_weights, save_weights
 
@@ -27,5 +28,5 @@ def __getattr__(name: str):
 __all__ = [
     "ConfigError", "DataError", "InceptionNetError", "InputSizeError", "ModelSpec", "Preprocess",
     "WeightsError", "create_model", "export_state_dict", "get_spec", "list_models", "load_weights",
-    "save_weights", "train", "evaluate", "predict", "export",
+    "save_weights", "optimize", "train", "evaluate", "predict", "export",
 ]
