@@ -4,6 +4,32 @@ and a CIFAR form, all built by one `GoogLeNet` class from a `GoogLeNetConfig`.
 Reference: C. Szegedy et al., "Going Deeper with Convolutions", CVPR 2015 (arXiv:1409.4842), Table 1.
 Module names follow torchvision's `GoogLeNet` (conv1, maxpool1, ..., inception3a, ..., aux1, aux2, fc),
 so the torchvision-compatible variant loads torchvision state_dicts key for key.
+
+Variants and their deliberate differences:
+- `googlenet` (paper-exact): Table 1 layer for layer: no BN, convolutions with bias, true 5x5 branches,
+  LRN (size 5, alpha 1e-4, beta 0.75, Caffe's values) after the first max-pool and after conv3.
+  The paper gives no padding rule; we use Caffe's released model: conv1 padding 3 and 3x3/2 max-pools
+  without padding in ceil mode, which give Table 1's 112, 56, 28, 14, 7 at 224. The 7x7 average pool
+  is adaptive (identical at 224, global at other sizes). Aux heads: the paper's 5x5/3 average pool where
+  it yields 4x4 (4a/4d maps of 14-16 pixels), adaptive 4x4 pooling elsewhere. 6,998,552 parameters
+  without aux at 1000 classes, 1.583 G multiply-adds at 224. Weight init is torch's Kaiming-normal,
+  not the paper's (unstated) DistBelief scheme.
+- `googlenet_bn`: seed 004's InceptionV1 in conv-BN-ReLU form everywhere (the seed's stem has no BN;
+  BN makes its conv biases redundant, so they are dropped), BN eps 1e-5 as the seed. Not copied from
+  the seed: its `nn.Softmax` at the end (the model returns logits; a softmax before CrossEntropyLoss
+  squashes gradients) and its extra FC 1024 + ReLU before the classifier (not in Table 1; 1.05 M
+  parameters). Its max-pools use padding 1 in floor mode; ours are ceil mode (same sizes at 224).
+  Aux heads are the paper's with BN after the 1x1 conv.
+- `googlenet_tv`: torchvision's port: BN eps 1e-3, a 3x3 kernel in the "5x5" branch, ceil-mode pools
+  (also in the branch pool), a 2x2/2 pool before 5a, aux heads with adaptive 4x4 pooling, dropout 0.2,
+  and `transform_input`: when True the model takes ImageNet-normalised input and re-normalises it to
+  mean 0.5/std 0.5 per channel (x * std/0.5 + (mean-0.5)/0.5), as torchvision does for its weights,
+  which were converted from a model trained on such input.
+- `googlenet_cifar`: the common CIFAR port's stem (one 3x3 conv of 192, no downsampling before 3a), then
+  Table 1's modules in BN form with true 5x5 (the popular port uses two 3x3 instead), 3x3/2 pools to
+  16x16 and 8x8, global pool, dropout 0.4, linear; no aux heads.
+
+The minimum input size is the network's total stride (32, or 4 for CIFAR), where the last stage is 1x1.
 """
 
 from __future__ import annotations
@@ -130,9 +156,11 @@ class GoogLeNet(InceptionClassifier):
         self.transform_input = transform_input
         if transform_input:
             # torchvision: x_c * (std_c / 0.5) + (mean_c - 0.5) / 0.5; not persistent, so no extra state_dict keys.
-            self.register_buffer("input_scale", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1) / 0.5, persistent=False)
-            self.register_buffer("input_shift", (torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1) - 0.5) / 0.5,
-                                 persistent=False)
+            # The constants are computed in double precision like torchvision's, so results match bit for bit.
+            scale = [s / 0.5 for s in IMAGENET_STD]
+            shift = [(m - 0.5) / 0.5 for m in IMAGENET_MEAN]
+            self.register_buffer("input_scale", torch.tensor(scale).view(1, 3, 1, 1), persistent=False)
+            self.register_buffer("input_shift", torch.tensor(shift).view(1, 3, 1, 1), persistent=False)
         stem = _stem(cfg, in_chans)
         for name, layer in stem.items():
             self.add_module(name, layer)
