@@ -14,7 +14,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("checkpoint", help="checkpoint file (or a run folder holding best.pt / last.pt)")
     p.add_argument("--data", default=None,
                    help="image folder (class folders, or train/val[/test]) or CIFAR-10 folder; default: the "
-                        "embedded synthetic set's val split")
+                        "data the checkpoint was trained on (its val split)")
     p.add_argument("--out", default=None, help="folder for the report (default: <checkpoint folder>/eval-<tta>)")
     p.add_argument("--tta", default="center",
                    help="test-time crops: center, 10crop or 144crop (144crop = GoogLeNet's 4 scales x 3 squares x "
@@ -24,8 +24,9 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--split", default="auto",
                    help="auto, all, val or test: which images of --data (auto: test, else val, of a split "
                         "layout; every image of a plain folder of class folders)")
-    p.add_argument("--val-split", type=float, default=0.1, help="val fraction when a plain folder is split")
-    p.add_argument("--seed", type=int, default=0, help="seed of that split")
+    p.add_argument("--val-split", type=float, default=None,
+                   help="val fraction when a folder is split (default: the checkpoint's training value)")
+    p.add_argument("--seed", type=int, default=None, help="seed of that split (default: the training seed)")
     p.add_argument("--batch-size", type=int, default=64, help="crops per forward pass")
     p.add_argument("--workers", type=int, default=0, help="image decoding processes")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:N (default: cuda when available)")

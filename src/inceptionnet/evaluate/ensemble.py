@@ -59,12 +59,14 @@ class Member:
         return torch.cat(probs).view(b, k, -1).mean(dim=1)
 
 
-def load_member(checkpoint: str | os.PathLike, device: torch.device) -> Member:
-    """Load a checkpoint (EMA weights when it has them) without aux heads, in eval mode on `device`."""
+def load_member(checkpoint: str | os.PathLike | dict, device: torch.device) -> Member:
+    """Load a checkpoint (a path, or a dict from `load_checkpoint`) with EMA weights when it has them and
+    without aux heads, in eval mode on `device`."""
     from ..engine.checkpoint import model_from_checkpoint
 
+    source = str(checkpoint.get("path", "checkpoint")) if isinstance(checkpoint, dict) else str(checkpoint)
     model, preprocess, class_names = model_from_checkpoint(checkpoint)
-    return Member(str(checkpoint), model.to(device).eval(), preprocess, class_names)
+    return Member(source, model.to(device).eval(), preprocess, class_names)
 
 
 def check_same_classes(members: Sequence[Member]) -> list[str]:
@@ -78,7 +80,7 @@ def check_same_classes(members: Sequence[Member]) -> list[str]:
     return list(names)
 
 
-def load_members(checkpoints: Sequence[str | os.PathLike], device: torch.device) -> list[Member]:
+def load_members(checkpoints: Sequence[str | os.PathLike | dict], device: torch.device) -> list[Member]:
     """Load every checkpoint of an ensemble and check that they predict the same classes, in the same order."""
     members = [load_member(path, device) for path in checkpoints]
     check_same_classes(members)

@@ -8,7 +8,7 @@ import json
 import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -54,14 +54,14 @@ def _is_split_layout(root: Path) -> bool:
         or (root / "cifar-10-batches-py").is_dir()
 
 
-def load_eval_data(data: str | os.PathLike | None, transform, split: str = "auto", val_split: float = 0.1,
+def load_eval_data(data: str | os.PathLike | None, transform, split: str = "auto", val_split: float = 0.2,
                    seed: int = 0) -> EvalData:
     """Pick the evaluation images of `data`.
 
     `split="auto"`: the test split of a train/val[/test] folder or CIFAR-10 when it has one, else its val
     split; the val split of the synthetic set (`data=None`); every image of a plain folder of class folders.
-    "val"/"test" ask for that split (a plain folder is split like training does, with `val_split`, `seed`);
-    "all" takes every image of a plain folder.
+    "val"/"test" ask for that split (a plain folder is split like training does, with `val_split`, `seed`;
+    "val" of a folder with a test split is still its val split); "all" takes every image of a plain folder.
     """
     from ..data.datasets import build_datasets
     from ..data.folder import ImageDataset, scan_image_folder
@@ -80,10 +80,9 @@ def load_eval_data(data: str | os.PathLike | None, transform, split: str = "auto
     sets = build_datasets(None if root is None else str(root), val_split, seed, transform, transform)
     name = "test" if split == "test" or (split == "auto" and sets.test is not None) else "val"
     dataset = sets.test if name == "test" else sets.val
-    where = "synthetic set" if root is None else str(root)
     if dataset is None:
-        raise DataError(f"--split test: {where} has no test split")
-    return EvalData(dataset, list(sets.class_names), list(sets.skipped), f"{where} ({name})")
+        raise DataError(f"--split test: {sets.source} has no test split")
+    return EvalData(dataset, list(sets.class_names), list(sets.skipped), f"{sets.source} ({name})")
 
 
 def _label_map(data_classes: Sequence[str], model_classes: Sequence[str], where: str) -> Tensor:
@@ -103,40 +102,59 @@ def _progress(iterable, total: int, quiet: bool):
                 leave=False)
 
 
+def training_data(ckpt: dict, data: str | os.PathLike | None, val_split: float | None,
+                  seed: int | None) -> tuple[str | os.PathLike | None, float, int]:
+    """(data, val_split, seed) with each None filled in from the training run the checkpoint came from
+    (its config's options), else the training defaults: the synthetic set, 0.2, 0."""
+    config = ckpt.get("config")
+    options = config.get("options", {}) if isinstance(config, dict) else {}
+    if data is None:
+        data = options.get("data")
+    if val_split is None:
+        val_split = float(options.get("val_split", 0.2))
+    if seed is None:
+        seed = int(options.get("seed", 0))
+    return data, val_split, seed
+
+
 def evaluate(checkpoint: str | os.PathLike, data: str | os.PathLike | None = None, out: str | os.PathLike | None = None,
              tta: str = "center", ensemble: Sequence[str | os.PathLike] = (), batch_size: int = 64,
-             device: str | None = None, workers: int = 0, split: str = "auto", val_split: float = 0.1,
-             seed: int = 0, quiet: bool = True) -> dict:
+             device: str | None = None, workers: int = 0, split: str = "auto", val_split: float | None = None,
+             seed: int | None = None, quiet: bool = True) -> dict:
     """Evaluate `checkpoint` (plus the `ensemble` checkpoints, softmax averaged over models) on `data`.
+
+    `data`, `val_split` and `seed` default to those the checkpoint was trained with, so that without
+    them a run is evaluated on its own validation split.
 
     `tta` is "center", "10crop" or "144crop" (softmax averaged over each image's crops); `batch_size`
     bounds the crops per forward pass. Images are streamed, so memory does not grow with the dataset.
     Returns the report (also written to `out`/report.json with confusion.csv and confusion.png when
     `out` is given): top1, top5, loss, macro and per-class precision/recall/F1, confusion matrix, timing.
     """
-    from ..data.loaders import build_loader
-
     check_mode(tta)
     if batch_size < 1:
         raise DataError(f"--batch-size must be at least 1, got {batch_size}")
-    members = load_members([checkpoint, *ensemble], resolve_device(device))
+    from ..engine.checkpoint import load_checkpoint
+
+    ckpt = load_checkpoint(checkpoint)
+    if data is None and split == "auto":
+        # The training data: evaluate on what training held out, never on the images it learned from.
+        split = "val"
+    data, val_split, seed = training_data(ckpt, data, val_split, seed)
+    members = load_members([ckpt, *ensemble], resolve_device(device))
     class_names = members[0].class_names
     transform = PerMemberTransform([MultiCropTransform(tta, m.preprocess) for m in members])
     eval_data = load_eval_data(data, transform, split, val_split, seed)
     to_model_label = _label_map(eval_data.class_names, class_names, eval_data.description)
 
-    crops = crops_per_image(tta)
-    images_per_step = max(1, batch_size // crops)
-    loader = build_loader(eval_data.dataset, images_per_step, shuffle=False, workers=workers, seed=seed)
     metrics = ClassificationMetrics(len(class_names))
     skipped = list(eval_data.skipped)
     start = time.perf_counter()
-    for batch in _progress(loader, len(loader), quiet):
-        skipped += list(batch.skipped)
-        if len(batch.targets) == 0:
-            continue
-        probs = _batch_probabilities(members, batch.images, batch_size)
-        metrics.update(probs, to_model_label[batch.targets])
+    for probs, targets, batch_skipped in iter_probabilities(members, eval_data.dataset, tta, batch_size, workers,
+                                                             quiet):
+        skipped += batch_skipped
+        if len(targets):
+            metrics.update(probs, to_model_label[targets])
     seconds = time.perf_counter() - start
     if metrics.count == 0:
         raise DataError(f"{eval_data.description}: no readable images to evaluate")
@@ -146,7 +164,7 @@ def evaluate(checkpoint: str | os.PathLike, data: str | os.PathLike | None = Non
         "models": [getattr(getattr(m.model, "spec", None), "name", type(m.model).__name__) for m in members],
         "data": eval_data.description,
         "tta": tta,
-        "crops_per_image": crops,
+        "crops_per_image": crops_per_image(tta),
         **metrics.compute(class_names),
         "confusion": metrics.confusion.tolist(),
         "class_names": class_names,
@@ -160,9 +178,24 @@ def evaluate(checkpoint: str | os.PathLike, data: str | os.PathLike | None = Non
     return report
 
 
-def _batch_probabilities(members: Sequence[Member], images, max_batch: int) -> Tensor:
-    """(B, classes) probabilities of a batch: crops of member i are `images[i]`, (B, K, C, S, S)."""
-    return average_probabilities([m.crop_probabilities(x, max_batch) for m, x in zip(members, images, strict=True)])
+def iter_probabilities(members: Sequence[Member], dataset: Dataset, tta: str, batch_size: int = 64, workers: int = 0,
+                       quiet: bool = True) -> Iterator[tuple[Tensor, Tensor, list[tuple[str, str]]]]:
+    """Stream `dataset` (items: (tuple of per-member crops, label), as made by `PerMemberTransform`) and
+    yield, per batch, (probs (B, classes) averaged over crops and members, targets (B,), skipped files).
+
+    A batch holds batch_size // crops images (at least one), and each member sees at most `batch_size`
+    crops per forward pass, so memory stays bounded whatever the dataset size.
+    """
+    from ..data.loaders import build_loader
+
+    images_per_step = max(1, batch_size // crops_per_image(tta))
+    loader = build_loader(dataset, images_per_step, shuffle=False, workers=workers, seed=0)
+    for batch in _progress(loader, len(loader), quiet):
+        if len(batch.targets) == 0:
+            yield torch.empty(0, len(members[0].class_names)), batch.targets, list(batch.skipped)
+            continue
+        per_member = [m.crop_probabilities(x, batch_size) for m, x in zip(members, batch.images, strict=True)]
+        yield average_probabilities(per_member), batch.targets, list(batch.skipped)
 
 
 def write_report(report: dict, confusion: Tensor, out: str | os.PathLike) -> Path:
