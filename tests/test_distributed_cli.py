@@ -17,6 +17,8 @@ import pytest
 import torch
 from PIL import Image
 
+from inceptionnet.engine.distributed import TrainSampler
+
 VAL_COUNTS = (3, 3, 1)  # 7 validation images: a padded split over 2 ranks would count 8
 TRAIN_PER_CLASS = 8  # 24 images, global batch 8: 3 steps per epoch
 MID_STEP = 4  # epoch 2, after its first batch
@@ -107,6 +109,26 @@ def test_resume_mid_epoch_under_two_processes_equals_the_uninterrupted_run(full_
         assert torch.allclose(resumed["model"][name].float(), value.float(), atol=1e-6), name
     for key in ("train_loss", "train_acc", "val_acc", "val_loss"):  # each rank kept its own epoch sums
         assert float(read_metrics(out)[1][key]) == pytest.approx(float(read_metrics(uninterrupted)[1][key]))
+
+
+def test_a_batch_unreadable_on_one_rank_is_skipped_by_all(image_folder, tmp_path):
+    """One rank image per step: the step holding the empty file leaves one rank with nothing to train on.
+    Every rank must skip that step together (otherwise the other rank waits in DDP's all-reduce until the
+    collective timeout), and report.json lists the file whichever rank met it."""
+    data = tmp_path / "data"
+    shutil.copytree(image_folder, data)
+    broken = data / "train" / "class0" / "broken.png"
+    broken.write_bytes(b"")
+    out = tmp_path / "run"
+    torchrun_train("--model", "inception_cifar", "--data", data, "--epochs", 1, "--batch-size", 2, "--device", "cpu",
+                   "--out", out, "--quiet")
+    report = json.loads((out / "report.json").read_text())
+    assert report["skipped_count"] == 1 and report["skipped"][0]["path"] == str(broken)
+    # The steps where either rank draws the broken file (index 8: after class0's 0.png..7.png), in the
+    # order the engine's sampler uses with the default seed 0.
+    shards = [list(TrainSampler(range(3 * TRAIN_PER_CLASS + 1), seed=0, num_replicas=2, rank=r)) for r in (0, 1)]
+    empty_steps = {step for shard in shards for step, index in enumerate(shard) if index == TRAIN_PER_CLASS}
+    assert empty_steps and report["steps"] == len(shards[0]) - len(empty_steps)
 
 
 def keep_mid_epoch_checkpoint() -> None:

@@ -411,8 +411,8 @@ class Trainer:
 
     def forward_backward(self, images: Tensor, targets: Tensor, index: int) -> None:
         """Forward and backward of one micro-batch; a non-finite loss is skipped and counted."""
-        if targets.numel() == 0:  # every file of this batch was unreadable (and skipped)
-            self.batch_in_epoch = index + 1
+        self.batch_in_epoch = index + 1
+        if not self.everywhere(targets.numel() > 0):  # every file of a rank's batch was unreadable (and skipped)
             return
         images = images.to(self.device, non_blocking=True)
         targets = targets.to(self.device, non_blocking=True)
@@ -424,8 +424,7 @@ class Trainer:
             else:
                 logits, aux = self.train_model(images), ()
             loss, main = self.criterion(logits.float(), [a.float() for a in aux], targets)
-        self.batch_in_epoch = index + 1
-        if not self.finite_everywhere(loss):
+        if not self.everywhere(bool(torch.isfinite(loss))):
             self.nonfinite_total += 1
             self.nonfinite_in_row += 1
             self.log.warn(f"non-finite loss at epoch {self.epoch + 1} batch {index + 1}: skipped "
@@ -446,13 +445,13 @@ class Trainer:
         self.stats.count += n
         self.stats.images += n
 
-    def finite_everywhere(self, loss: Tensor) -> bool:
-        """Whether the loss is finite on every rank: under DDP all ranks must skip a batch together, or the
-        ranks that run backward would wait forever for the gradients of one that skipped."""
-        finite = bool(torch.isfinite(loss))
+    def everywhere(self, ok: bool) -> bool:
+        """Whether `ok` holds on every rank. Under DDP all ranks must skip a batch together (empty or with a
+        non-finite loss on any rank): the ranks that ran backward would otherwise wait for the gradients of
+        one that skipped, and their collectives would no longer pair up."""
         if self.ctx.distributed:
-            finite = bool(dist.all_reduce_sum([float(not finite)])[0] == 0)
-        return finite
+            return bool(dist.all_reduce_sum([float(not ok)])[0] == 0)
+        return ok
 
     def optimizer_step(self) -> None:
         """Clip, step, update the scaler, schedule and EMA, then clear the gradients."""
