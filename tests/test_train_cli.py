@@ -154,3 +154,21 @@ def test_short_demo_writes_its_run_folder(tmp_path, capsys):
         assert (out / name).is_file(), name
     report = json.loads((out / "report.json").read_text())
     assert report["best_val_acc"] > 0.3  # ten classes: chance is 0.1
+
+
+@pytest.mark.slow
+def test_finetune_loads_the_body_and_gives_a_new_head(tmp_path):
+    from inceptionnet import create_model, save_weights
+
+    source = create_model("inception_cifar", num_classes=10)
+    save_weights(source, tmp_path / "pretrained.safetensors")
+    data = make_image_folder(tmp_path / "data")
+    train("inception_cifar", "finetune", str(data), epochs=1, batch_size=8, device="cpu", quiet=True, lr=1e-9,
+          img_size=32, out=str(tmp_path / "run"), weights=str(tmp_path / "pretrained.safetensors"),
+          overrides={"ema_decay": 0})
+    tuned = load_checkpoint(tmp_path / "run" / "last.pt")["model"]
+    original = source.state_dict()
+    head_keys = {k for k in tuned if k.startswith(tuple(n + "." for n in source.classifier_names))}
+    assert head_keys and all(tuned[k].shape[0] == 3 for k in head_keys if k.endswith("weight"))
+    body = [k for k in tuned if k not in head_keys and tuned[k].is_floating_point() and "running" not in k]
+    assert body and all(torch.allclose(tuned[k], original[k], atol=1e-6) for k in body)
