@@ -59,7 +59,7 @@ def test_min_input_size():
 
 
 def test_timm_parity_and_round_trip(tmp_path, peer):
-    ours = load_from_peer(peer, "inception_v4", "timm", tmp_path).eval()
+    ours = load_from_peer(peer, "inception_v4", "timm", tmp_path, suffix=".safetensors").eval()
     x = torch.randn(2, 3, 96, 96)
     with torch.no_grad():
         assert_close(ours(x), peer(x))
