@@ -64,6 +64,10 @@ BODY_LAYERS = ("inception3a", "inception3b", "maxpool3", "inception4a", "incepti
 # Aux head name -> the module whose output it reads (paper: 4a and 4d).
 AUX_TAPS = {"aux1": "inception4a", "aux2": "inception4d"}
 FEATURE_CHANNELS = 1024
+# The smallest input is the network's total stride, where the last stage is 1x1 (every layer accepts it; the
+# ImageNet forms fail below 31 (paper) / 15 (torchvision) pixels anyway). Aux heads pool what they get to 4x4.
+IMAGENET_MIN_INPUT = 32
+CIFAR_MIN_INPUT = 4
 
 PAPER = "Szegedy et al. 2014, Going Deeper with Convolutions (arXiv:1409.4842)"
 
@@ -148,7 +152,7 @@ class GoogLeNet(InceptionClassifier):
     aux_head_names = tuple(AUX_TAPS)
 
     def __init__(self, cfg: GoogLeNetConfig, num_classes: int = 1000, aux_logits: bool = True,
-                 in_chans: int = 3, min_input_size: int = 47, transform_input: bool = False) -> None:
+                 in_chans: int = 3, min_input_size: int = IMAGENET_MIN_INPUT, transform_input: bool = False) -> None:
         super().__init__(num_classes, in_chans, min_input_size, aux_logits)
         if transform_input and in_chans != 3:
             raise ConfigError(f"transform_input needs 3 input channels, got in_chans={in_chans}")
@@ -206,10 +210,6 @@ BN_CONFIG = GoogLeNetConfig(bn_eps=1e-5)
 TORCHVISION_CONFIG = GoogLeNetConfig(bn_eps=1e-3, kernel_5x5=3, last_pool_kernel=2, branch_pool_ceil_mode=True,
                                      dropout=0.2, aux_paper_pool=False)
 CIFAR_CONFIG = GoogLeNetConfig(bn_eps=1e-5, stem="cifar")
-# The smallest input is the network's total stride, where the last stage is 1x1 (every layer accepts it; the
-# ImageNet forms fail below 31 (paper) / 15 (torchvision) pixels anyway). Aux heads pool what they get to 4x4.
-IMAGENET_MIN_INPUT = 32
-CIFAR_MIN_INPUT = 4
 
 
 def _builder(cfg: GoogLeNetConfig, min_input_size: int):
