@@ -259,7 +259,7 @@ def commute_avgpool_1x1(gm: fx.GraphModule) -> None:
                 bias_node = gm.graph.get_attr(bias_name)
             with gm.graph.inserting_after(bias_node):
                 result = gm.graph.call_function(operator.add, (new_pool, bias_node))
-        conv_node.replace_all_uses_with(result, delete_user_cb=lambda user: user is not new_pool)
+        conv_node.replace_all_uses_with(result, delete_user_cb=lambda user, keep=new_pool: user is not keep)
         conv_node.args = (pool.args[0],) + tuple(conv_node.args[1:])
         gm.graph.erase_node(pool)
 
@@ -293,10 +293,10 @@ def merge_sibling_1x1(gm: fx.GraphModule) -> None:
                 out = gm.graph.call_function(F.relu, (out,))
             # narrow, not split: a branch may apply an in-place ReLU to its piece, which autograd forbids
             # on the outputs of a multi-view op such as split.
-            starts = itertools.accumulate([0] + [c.out_channels for c in convs])
+            starts = itertools.accumulate([c.out_channels for c in convs[:-1]], initial=0)
             pieces = [gm.graph.call_function(torch.narrow, (out, 1, start, c.out_channels))
-                      for start, c in zip(starts, convs)]
-        for node, piece in zip(members, pieces):
+                      for start, c in zip(starts, convs, strict=True)]
+        for node, piece in zip(members, pieces, strict=True):
             replaced = next(iter(node.users)) if fuse_relu else node
             replaced.replace_all_uses_with(piece)
         for node in members:

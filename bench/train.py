@@ -1,0 +1,118 @@
+"""Training-step speed (forward, backward, SGD step): ours (optimize(mode="train")) against torchvision/timm.
+
+    .venv/bin/python bench/train.py [--models googlenet,inception_v3] [--rounds 5] [--batch 16]
+        [--configs eager,eager_cl,compile]
+
+Both sides train without aux heads (timm's Inception-v3 has none), cross-entropy on random labels,
+SGD with momentum. Each peer configuration is tried briefly and the fastest kept; ours is
+`optimize(model, mode="train")` and, with "compile" in --configs, `optimize(..., backend="compile")`.
+Then ours and the best peer alternate for --rounds rounds. FLOPs per step are counted (forward + backward).
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import torch
+from torch import nn
+
+from common import (
+    Contender,
+    add_common_args,
+    alternate,
+    count_flops,
+    format_row,
+    machine_header,
+    pick_best,
+    timed_build,
+)
+from inceptionnet import optimize
+from pairs import PAIRS, ours
+from peak import measure_peak
+
+CONFIGS = ("eager", "eager_cl", "compile")
+
+
+def train_step(model: nn.Module, x: torch.Tensor, memory_format: torch.memory_format):
+    """One SGD step of `model` on (x, random labels) as a closure; the model is trained in place."""
+    model.train()
+    x = x.contiguous(memory_format=memory_format)
+    target = torch.randint(0, 1000, (x.shape[0],))
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    loss_fn = nn.CrossEntropyLoss()
+
+    def step():
+        optimizer.zero_grad(set_to_none=True)
+        loss = loss_fn(model(x), target)
+        loss.backward()
+        optimizer.step()
+        return loss
+    return step
+
+
+def peer_step(build, config: str, x: torch.Tensor):
+    """A fresh peer prepared as `config` (plain PyTorch only): its training step."""
+    model = build()
+    memory_format = torch.contiguous_format if config == "eager" else torch.channels_last
+    model = model.to(memory_format=memory_format)
+    if config == "compile":
+        model = torch.compile(model)
+    return train_step(model, x, memory_format)
+
+
+def our_step(name: str, backend: str, x: torch.Tensor):
+    model = optimize(ours(name), mode="train", backend=backend)
+    return train_step(model, x, torch.channels_last)
+
+
+def run_pair(key: str, args: argparse.Namespace, peak: float) -> list[str]:
+    pair = PAIRS[key]
+    x = torch.randn(args.batch, 3, pair.size, pair.size)
+    lines = [f"{key} training step at {pair.size}x{pair.size}, batch {args.batch}, fp32:"]
+    print(lines[0], flush=True)
+    name = pair.ours[0]
+    flops = count_flops(train_step(ours(name), x, torch.contiguous_format))
+    backends = ["eager"] + (["compile"] if "compile" in args.configs else [])
+    mine = []
+    for backend in backends:
+        step, setup_s = timed_build(lambda b=backend: our_step(name, b, x))
+        mine.append(Contender(f"ours {name} train [{backend}]", step, args.batch, flops, setup_s))
+    print("  ours:", flush=True)
+    best_mine = pick_best(mine)
+    for peer_name, build_peer in pair.peers.items():
+        peer_flops = count_flops(train_step(build_peer(), x, torch.contiguous_format))
+        candidates = []
+        for config in args.configs:
+            step, setup_s = timed_build(lambda c=config, b=build_peer: peer_step(b, c, x))
+            candidates.append(Contender(f"{peer_name} train [{config}]", step, args.batch, peer_flops, setup_s))
+        print(f"  {peer_name}:", flush=True)
+        best_peer = pick_best(candidates)
+        alternate([best_mine, best_peer], args.rounds)
+        ratio = best_mine.images_per_s() / best_peer.images_per_s()
+        block = [format_row(c, peak) for c in (best_mine, best_peer)]
+        block.append(f"  ours/peer ({name} vs {peer_name}): {ratio:.2f}x")
+        print("\n".join(block), flush=True)
+        lines += block
+        best_mine.times.clear()
+    return lines
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_common_args(parser)
+    parser.add_argument("--models", default="googlenet,inception_v3", help=f"subset of {', '.join(PAIRS)}")
+    parser.add_argument("--configs", default=",".join(CONFIGS), help="peer configurations to try")
+    args = parser.parse_args()
+    args.configs = args.configs.split(",")
+    torch.set_num_threads(args.threads)
+    peak = measure_peak(torch.float32)
+    print(machine_header())
+    print(f"measured GEMM peak (fp32): {peak:.1f} GFLOP/s", flush=True)
+    lines = []
+    for key in args.models.split(","):
+        lines += run_pair(key, args, peak)
+    print("\nsummary\n" + "\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
