@@ -24,10 +24,11 @@ from torchvision.models.resnet import BasicBlock
 from torchvision.models.resnet import ResNet as TorchvisionResNet
 
 from .base import InceptionClassifier, init_weights
-from .compact import CIFAR_PREPROCESS, SEED_002
+from .compact import CIFAR_PREPROCESS
 from .registry import ModelSpec, Preprocess, register
 
 PAPER = "He et al. 2015, Deep Residual Learning for Image Recognition (arXiv:1512.03385)"
+SEED_002 = "Seed 002 (TensorFlow 2.1 notes, ResNet18/ResNet34)"
 STAGES = {"resnet18": (2, 2, 2, 2), "resnet34": (3, 4, 6, 3)}
 
 
