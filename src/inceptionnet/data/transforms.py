@@ -2,8 +2,10 @@
 
 Pixels stay uint8 until `to_model_input`, the only float step. The training crop is chosen from the
 header size before any pixel is decoded, so a JPEG whose crop is at least twice the output size is
-decoded at 1/2, 1/4 or 1/8 scale (PIL `draft`), and the crop and resize are one PIL resample.
-Our transforms set `takes_lazy_image = True`: `ImageDataset` then hands them the header-only image.
+decoded at 1/2, 1/4 or 1/8 scale (PIL `draft`); other JPEGs are decoded by torchvision straight into
+a tensor. The crop and resize are then one antialiased resample of the uint8 tensor (PIL's for the
+box filter, which torch lacks). Our transforms set `takes_lazy_image = True`: `ImageDataset` then
+hands them the header-only image. bench/data.py measures the gain over torchvision's ImageFolder.
 """
 
 from __future__ import annotations
