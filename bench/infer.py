@@ -67,6 +67,18 @@ def contender(name: str, build, images: int, flops: int) -> Contender:
     return Contender(name, step, images, flops, setup_s)
 
 
+def profile(step, rows: int = 15) -> str:
+    """torch.profiler table of two calls of `step`: where the time goes, by operator (self CPU time)."""
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as torch_profile
+
+    step()
+    with torch_profile(activities=[ProfilerActivity.CPU]) as prof:
+        for _ in range(2):
+            step()
+    return prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=rows)
+
+
 def run_pair(key: str, args: argparse.Namespace, peak: float) -> list[str]:
     pair = PAIRS[key]
     dtype = DTYPES[args.precision]
@@ -100,6 +112,9 @@ def run_pair(key: str, args: argparse.Namespace, peak: float) -> list[str]:
         lines += block
         for c in contenders:
             c.times.clear()
+        if args.profile:
+            for c in (best_mine, best_peer):
+                print(f"profile of {c.name}:\n{profile(c.step)}", flush=True)
     return lines
 
 
@@ -109,6 +124,7 @@ def main() -> None:
     parser.add_argument("--models", default=",".join(PAIRS), help=f"comma-separated subset of {', '.join(PAIRS)}")
     parser.add_argument("--configs", default=",".join(CONFIGS), help="peer configurations to try")
     parser.add_argument("--precision", choices=tuple(DTYPES), default="fp32")
+    parser.add_argument("--profile", action="store_true", help="print a torch.profiler table of ours and the peer")
     args = parser.parse_args()
     args.configs = args.configs.split(",")
     torch.set_num_threads(args.threads)

@@ -57,6 +57,7 @@ def test_fused_graph_matches_plain_model_with_fewer_convs(model_and_input):
         assert _count(fused, nn.Conv2d) < _count(model, nn.Conv2d)
 
 
+@pytest.mark.slow  # tracing + freezing + oneDNN weight packing: ~10 s per model on 2 cores
 @pytest.mark.parametrize("name", ["googlenet_tv", "inception_v3"])
 def test_optimize_jit_channels_last_matches_and_keeps_input_checks(name):
     model = _randomize_norms(create_model(name, num_classes=10))
