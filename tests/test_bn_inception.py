@@ -164,4 +164,10 @@ def test_stage_shapes_follow_the_paper_table():
 @pytest.mark.parametrize("name", ["bn_inception", "bn_inception_caffe"])
 def test_contract_and_min_size(name):
     check_contract(name, size=64)
-    check_min_size(create_model(name), 31)
+    model = create_model(name).eval()
+    check_min_size(model, 7)
+    # Odd grids at the stride-2 modules 3c/4e (e.g. 225 -> 29 at 3c) must run too, not only the
+    # even ones of 224, and keep the pooled and convolved branches the same size.
+    with torch.no_grad():
+        for size in (*range(8, 80, 7), 225, 227):
+            assert model(torch.randn(1, 3, size, size)).shape == (1, 1000), size

@@ -62,13 +62,28 @@ TABLE = (
     ModuleRow("5b", 1024, 352, 192, 320, 192, 224, "max", 128),
 )
 FEATURES = 1024
-MIN_INPUT_SIZE = 31  # smallest input every pooling layer accepts (checked by the tests)
+MIN_INPUT_SIZE = 7  # smallest input every layer accepts; every larger size runs too (checked by the tests)
+
+
+class PassThroughPool(nn.Module):
+    """The 3x3/2 max-pool of the stride-2 modules 3c and 4e: Caffe's ceil-mode pooling on an input
+    padded by one -inf row and column at the bottom/right.
+
+    On even grids (224 input: 28 and 14) the padding never wins a max, so this is exactly Caffe's
+    pool. On odd grids Caffe's pool gives one row/column fewer than the modules' 3x3/2 convolutions
+    (padding 1) and the concatenation fails; the padding makes the sizes agree at every input size.
+    (N, C, H, W) -> (N, C, ceil(H/2), ceil(W/2)).
+    """
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = F.pad(x, (0, 1, 0, 1), value=float("-inf"))
+        return F.max_pool2d(x, 3, stride=2, ceil_mode=True)
 
 
 def pool_layer(row: ModuleRow) -> nn.Module:
     """The pooling branch's pool: 3x3/2 max for the stride-2 modules, else 3x3/1 avg or max."""
     if row.stride == 2:
-        return nn.MaxPool2d(3, stride=2, ceil_mode=True)
+        return PassThroughPool()
     if row.pool == "max":
         return nn.MaxPool2d(3, stride=1, padding=1, ceil_mode=True)
     return nn.AvgPool2d(3, stride=1, padding=1, ceil_mode=True)
@@ -82,7 +97,7 @@ def stem_pool() -> nn.MaxPool2d:
 class BNInception(InceptionClassifier):
     """BN-Inception as in the paper's Figure 5 table, built from the shared blocks.
 
-    224x224 input (minimum 31x31): conv 7x7/2 -> 112x112x64, max-pool -> 56x56x64, 1x1 64 and
+    224x224 input (minimum 7x7): conv 7x7/2 -> 112x112x64, max-pool -> 56x56x64, 1x1 64 and
     3x3 192 -> 56x56x192, max-pool -> 28x28x192, 3a, 3b, 3c (stride 2) -> 14x14x576, 4a-4d, 4e
     (stride 2) -> 7x7x1056, 5a, 5b -> 7x7x1024, global average pooling, linear `fc`.
     (N, in_chans, H, W) -> (N, num_classes). Stages are `stem`, `inception_3a` ... `inception_5b`.
@@ -137,8 +152,9 @@ class BNInceptionCaffe(InceptionClassifier):
 
     Differences from `BNInception`, all from the checkpoint: convolutions carry a bias next to BN;
     input is BGR in [0, 255] minus the mean (104, 117, 128), std 1; the classifier is `last_linear`.
-    One deliberate difference from Cadene's module: the final 7x7/1 average pooling is a global
-    average, identical at 224x224 and usable at other sizes (minimum 31x31).
+    Two deliberate differences from Cadene's module, both identical at 224x224 and there only to let
+    other sizes run (minimum 7x7): the final 7x7/1 average pooling is a global average, and the
+    pass-through pools of 3c/4e are `PassThroughPool` (Caffe's pool wherever Caffe's network runs).
     (N, in_chans, H, W) -> (N, num_classes).
     """
 
