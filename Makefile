@@ -21,7 +21,7 @@ test-fast: install
 	$(BIN)/python -m pytest -q -m "not slow"
 
 demo: install
-	$(BIN)/inceptionnet list
+	$(BIN)/inceptionnet demo
 
 lint: install
 	$(BIN)/ruff check src tests bench
