@@ -166,22 +166,28 @@ def train_briefly(model, dataset, steps):
 
 @pytest.mark.slow
 def test_144_crop_evaluation_of_a_trained_model(tmp_path):
-    spec = get_spec("inception_cifar")
-    crops = PerMemberTransform([MultiCropTransform("144crop", spec.preprocess)])
-    sets = build_datasets(str(ensure_synthetic_dataset()), 0.2, 0, build_eval_transform(spec.preprocess), crops)
+    # inception_cifar at 16 px: a real Inception network, cheap enough to train for a few steps on 2 cores.
+    pre = Preprocess(**{**get_spec("inception_cifar").preprocess.to_dict(), "input_size": 16})
+    tta = MultiCropTransform("144crop", pre)
+    sets = build_datasets(str(ensure_synthetic_dataset()), 0.2, 0, build_eval_transform(pre),
+                          PerMemberTransform([tta]))
     classes = len(sets.class_names)
-    model = train_briefly(create_model("inception_cifar", num_classes=classes), sets.train, 80)
+    model = train_briefly(create_model("inception_cifar", num_classes=classes), sets.train, 30)
     ckpt = save_checkpoint(tmp_path / "m.pt", {
         "model_name": "inception_cifar", "model_kwargs": {"num_classes": classes}, "class_names": sets.class_names,
-        "preprocess": spec.preprocess.to_dict(), "model": model.state_dict(), "ema": None})
+        "preprocess": pre.to_dict(), "model": model.state_dict(), "ema": None})
     members = load_members([ckpt], resolve_device("cpu"))
-    subset = torch.utils.data.Subset(sets.val, range(0, len(sets.val), len(sets.val) // 40))
-    seen, correct = 0, 0
-    for probs, targets, _ in iter_probabilities(members, subset, "144crop", batch_size=288):
+    subset = torch.utils.data.Subset(sets.val, range(0, len(sets.val), len(sets.val) // 12))
+    rows = []
+    for probs, targets, _ in iter_probabilities(members, subset, "144crop", batch_size=100):
         assert probs.shape == (len(targets), classes)
         assert (probs >= 0).all() and torch.allclose(probs.sum(1), torch.ones(len(targets)))
-        seen += len(targets)
-        correct += int((probs.argmax(1) == targets).sum())
-    assert seen == len(subset)
-    print(f"144-crop accuracy after 80 steps: {correct}/{seen}")
-    assert correct / seen > 2 / classes  # learned something: well above chance
+        rows.append(probs)
+    probs = torch.cat(rows)
+    assert len(probs) == len(subset)
+    # Each row is the mean of the 144 crops' softmax, crop by crop.
+    (crops,), _ = subset[0]
+    with torch.no_grad():
+        by_hand = members[0].model(crops).softmax(1).mean(0)
+    assert crops.shape == (144, 3, 16, 16)
+    assert torch.allclose(probs[0], by_hand, atol=1e-5)
