@@ -4,9 +4,10 @@
         [--configs eager,eager_cl,jit,jit_cl,compile] [--precision fp32|bf16]
 
 For each model: every peer configuration is built and tried briefly, the fastest one is kept; ours is
-`optimize(model)` (default backend "jit") and, when "compile" is among --configs, `optimize(model,
-backend="compile")`. Then ours and the best peer are timed alternately for --rounds rounds; printed are
-median images/s, GFLOP/s (2 x MACs / time), the fraction of the measured GEMM peak and ours/peer.
+`optimize(model)` (backend "auto": jit in fp32 on CPU, eager in bf16) and, when "compile" is among
+--configs, `optimize(model, backend="compile")`. Then ours and the best peer are timed alternately
+for --rounds rounds; printed are median images/s, GFLOP/s (2 x MACs / time), the fraction of the
+measured GEMM peak and ours/peer.
 """
 
 from __future__ import annotations
@@ -85,7 +86,8 @@ def run_pair(key: str, args: argparse.Namespace, peak: float) -> list[str]:
     x = torch.randn(args.batch, 3, pair.size, pair.size)
     lines = [f"{key} at {pair.size}x{pair.size}, batch {args.batch}, {args.precision}:"]
     print(lines[0], flush=True)
-    our_backends = ["jit"] + (["compile"] if "compile" in args.configs else [])
+    # "auto" is what a user gets: jit (freeze + optimize_for_inference) in fp32 on CPU, eager in bf16.
+    our_backends = ["auto"] + (["compile"] if "compile" in args.configs else [])
     our_models = {name: ours(name).eval() for name in pair.ours}
     flops = {name: count_flops(lambda m=m: m(x)) for name, m in our_models.items()}
     mine = [contender(f"ours {name} [{backend}]", lambda m=m, b=backend: our_step(m, b, x, dtype), args.batch,
@@ -124,12 +126,13 @@ def main() -> None:
     parser.add_argument("--models", default=",".join(PAIRS), help=f"comma-separated subset of {', '.join(PAIRS)}")
     parser.add_argument("--configs", default=",".join(CONFIGS), help="peer configurations to try")
     parser.add_argument("--precision", choices=tuple(DTYPES), default="fp32")
+    parser.add_argument("--peak", type=float, help="GEMM peak in GFLOP/s (default: measure it now with peak.py)")
     parser.add_argument("--profile", action="store_true", help="print a torch.profiler table of ours and the peer")
     args = parser.parse_args()
     args.configs = args.configs.split(",")
     torch.set_num_threads(args.threads)
     dtype = DTYPES[args.precision]
-    peak = measure_peak(dtype, bf16_size(2048) if dtype == torch.bfloat16 else 2048)
+    peak = args.peak or measure_peak(dtype, bf16_size(2048) if dtype == torch.bfloat16 else 2048)
     print(machine_header())
     print(f"measured GEMM peak ({args.precision}): {peak:.1f} GFLOP/s", flush=True)
     lines = []

@@ -102,10 +102,11 @@ def main() -> None:
     add_common_args(parser)
     parser.add_argument("--models", default="googlenet,inception_v3", help=f"subset of {', '.join(PAIRS)}")
     parser.add_argument("--configs", default=",".join(CONFIGS), help="peer configurations to try")
+    parser.add_argument("--peak", type=float, help="GEMM peak in GFLOP/s (default: measure it now with peak.py)")
     args = parser.parse_args()
     args.configs = args.configs.split(",")
     torch.set_num_threads(args.threads)
-    peak = measure_peak(torch.float32)
+    peak = args.peak or measure_peak(torch.float32)
     print(machine_header())
     print(f"measured GEMM peak (fp32): {peak:.1f} GFLOP/s", flush=True)
     lines = []
