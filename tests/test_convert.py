@@ -16,6 +16,7 @@ def convert(*argv) -> int:
     return main(["convert", *map(str, argv)])
 
 
+@pytest.mark.slow
 def test_timm_file_with_custom_classes_to_safetensors_and_back(tmp_path, capsys):
     peer = timm.create_model("inception_v4", pretrained=False, num_classes=7).eval()
     torch.save(peer.state_dict(), tmp_path / "timm.pth")

@@ -6,7 +6,7 @@ import timm
 import torch
 import torchvision
 
-from inceptionnet import create_model, get_spec
+from inceptionnet import ConfigError, create_model, get_spec
 from peer_parity import (
     assert_close,
     assert_round_trip,
@@ -40,6 +40,8 @@ def test_parameter_counts_and_keys_match_both_peers(timm_aux):
 @pytest.mark.slow
 def test_contract():
     check_contract("inception_v3", size=75, aux_size=299)
+    with pytest.raises(ConfigError, match="in_chans=3"):
+        create_model("inception_v3", in_chans=1, transform_input=True)
 
 
 def test_stage_shapes_at_299():

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..errors import InputSizeError
+from ..errors import ConfigError, InputSizeError
 from .base import InceptionClassifier, init_weights
 from .blocks import ConvNormAct
 from .registry import INCEPTION_MEAN, INCEPTION_STD, ModelSpec, Preprocess, register
@@ -232,6 +232,8 @@ class InceptionV3(StagedInception):
     def __init__(self, num_classes: int = 1000, aux_logits: bool = False, in_chans: int = 3,
                  drop_rate: float = 0.2, transform_input: bool = False) -> None:
         super().__init__(num_classes, in_chans, min_input_size=75, aux_logits=aux_logits)
+        if transform_input and in_chans != 3:
+            raise ConfigError(f"transform_input re-normalises RGB images; it needs in_chans=3, got {in_chans}")
         self.transform_input = transform_input
         self.Conv2d_1a_3x3 = conv(in_chans, 32, 3, stride=2)
         self.Conv2d_2a_3x3 = conv(32, 32, 3)
