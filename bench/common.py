@@ -111,9 +111,11 @@ def alternate(contenders: list[Contender], rounds: int) -> None:
 
 
 def pick_best(candidates: list[Contender], trials: int = 2) -> Contender:
-    """The candidate with the lowest median over a few alternating trials (after a warm-up each)."""
+    """The candidate with the lowest median over a few alternating trials (after a warm-up each); the first
+    call's time is counted in `setup_s`."""
     for c in candidates:
-        warm_up(c)
+        c.setup_s += time_once(c.step)  # torch.compile compiles (and jit optimises) lazily, in the first call
+        warm_up(c, 1)
     alternate(candidates, trials)
     best = min(candidates, key=Contender.median_s)
     for c in candidates:
