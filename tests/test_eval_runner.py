@@ -14,6 +14,7 @@ import inceptionnet
 from inceptionnet import Preprocess, create_model, get_spec
 from inceptionnet.cli import main
 from inceptionnet.data.datasets import build_datasets
+from inceptionnet.data.folder import ImageDataset
 from inceptionnet.data.synthetic import ensure_synthetic_dataset
 from inceptionnet.data.transforms import build_eval_transform
 from inceptionnet.engine.checkpoint import load_checkpoint, save_checkpoint
@@ -177,7 +178,7 @@ def test_144_crop_evaluation_of_a_trained_model(tmp_path):
         "model_name": "inception_cifar", "model_kwargs": {"num_classes": classes}, "class_names": sets.class_names,
         "preprocess": pre.to_dict(), "model": model.state_dict(), "ema": None})
     members = load_members([ckpt], resolve_device("cpu"))
-    subset = torch.utils.data.Subset(sets.val, range(0, len(sets.val), len(sets.val) // 12))
+    subset = ImageDataset(sets.val.samples[::len(sets.val) // 12], sets.val.transform)
     rows = []
     for probs, targets, _ in iter_probabilities(members, subset, "144crop", batch_size=100):
         assert probs.shape == (len(targets), classes)
