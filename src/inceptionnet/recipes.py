@@ -144,9 +144,9 @@ RECIPES: dict[str, Recipe] = {
     # `inceptionnet demo`: GoogLeNet with its aux heads at a reduced input size on the synthetic shapes,
     # sized by measurement to reach >= 95% validation accuracy in about three minutes on two CPU cores.
     "demo": Recipe(
-        name="demo", epochs=5, batch_size=64, img_size=64, optimizer="sgd", lr=0.1, momentum=0.9, nesterov=True,
-        weight_decay=5e-5, schedule="cosine", warmup_epochs=0.3, label_smoothing=0.1, aux_logits=True,
-        aux_weight=0.3, ema_decay=0.99, scale_min=0.35, hflip=True),
+        name="demo", epochs=5, batch_size=32, img_size=64, optimizer="adamw", lr=1e-3, weight_decay=0.01,
+        schedule="cosine", warmup_epochs=0.2, label_smoothing=0.1, aux_logits=True, aux_weight=0.3,
+        ema_decay=0.99, scale_min=0.6, hflip=True),
 }
 
 
