@@ -41,8 +41,15 @@ def export_input_size(name):
 @pytest.mark.parametrize("name", list_models())
 def test_every_model_exports_with_parity(tmp_path, name, fmt):
     ckpt = make_checkpoint(tmp_path / "m.pt", name)
-    result = export(ckpt, fmt, tmp_path / f"m.{fmt}", input_size=export_input_size(name))
-    assert result["max_abs_diff"] <= 1e-4
+    size = export_input_size(name)
+    model, _, _ = model_from_checkpoint(ckpt)
+    with torch.no_grad():
+        scale = float(model(torch.randn(2, 3, size, size)).abs().max())
+    # Random deep networks reach logits near 1e3 (inception_v4), where float32 rounding alone passes 1e-4:
+    # the bound is 1e-4 relative to the logit scale, still far below what a changed pooling would cause.
+    atol = 1e-4 * max(1.0, scale)
+    result = export(ckpt, fmt, tmp_path / f"m.{fmt}", input_size=size, atol=atol)
+    assert result["max_abs_diff"] <= atol
     assert (tmp_path / f"m.{fmt}").is_file()
     # Checked on a batch of 3 after exporting with 2: the batch dimension is dynamic.
     assert result["check_shape"][0] == 3
