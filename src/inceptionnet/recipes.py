@@ -142,11 +142,12 @@ RECIPES: dict[str, Recipe] = {
         weight_decay=1e-4, body_lr_scale=0.1, schedule="cosine", warmup_epochs=1, label_smoothing=0.1,
         scale_min=0.25, new_head=True),
     # `inceptionnet demo`: GoogLeNet with its aux heads at a reduced input size on the synthetic shapes,
-    # sized by measurement to reach >= 95% validation accuracy in about three minutes on two CPU cores.
+    # aimed at >= 95% validation accuracy within a few minutes on two CPU cores (not reached yet: 53% after
+    # 5 epochs, see the engine notes).
     "demo": Recipe(
-        name="demo", epochs=5, batch_size=32, img_size=64, optimizer="adamw", lr=1e-3, weight_decay=0.01,
-        schedule="cosine", warmup_epochs=0.2, label_smoothing=0.1, aux_logits=True, aux_weight=0.3,
-        ema_decay=0.99, scale_min=0.6, hflip=True),
+        name="demo", epochs=5, batch_size=32, img_size=64, optimizer="adam", lr=2e-3, weight_decay=0.0,
+        schedule="cosine", warmup_epochs=0.2, aux_logits=True, aux_weight=0.3, ema_decay=0.99, scale_min=0.8,
+        hflip=True),
 }
 
 
