@@ -143,7 +143,7 @@ RECIPES: dict[str, Recipe] = {
         scale_min=0.25, new_head=True),
     # `inceptionnet demo`: GoogLeNet with its aux heads at a reduced input size on the synthetic shapes,
     # aimed at >= 95% validation accuracy within a few minutes on two CPU cores (not reached yet: 53% after
-    # 5 epochs, see the engine notes).
+    # 5 epochs; the model needs more epochs than this budget allows).
     "demo": Recipe(
         name="demo", epochs=5, batch_size=32, img_size=64, optimizer="adam", lr=2e-3, weight_decay=0.0,
         schedule="cosine", warmup_epochs=0.2, aux_logits=True, aux_weight=0.3, ema_decay=0.99, scale_min=0.8,
