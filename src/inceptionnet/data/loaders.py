@@ -85,7 +85,9 @@ class EpochSeededDataset(Dataset):
         return len(self.dataset)
 
     def __getattr__(self, name: str) -> Any:
-        if name == "dataset":  # not set yet (during unpickling): avoid recursing
+        # "dataset" is not set yet during unpickling (avoid recursing); dunders such as __getitems__ must
+        # not come from the wrapped dataset, or DataLoader would hand it our (epoch, index) keys.
+        if name == "dataset" or name.startswith("__"):
             raise AttributeError(name)
         return getattr(self.dataset, name)
 
