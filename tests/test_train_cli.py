@@ -147,6 +147,7 @@ def test_non_finite_losses_are_skipped_then_abort(tmp_path, monkeypatch):
 @pytest.mark.slow
 def test_short_demo_writes_its_run_folder(tmp_path, capsys):
     from inceptionnet.engine.checkpoint import model_from_checkpoint
+    from inceptionnet.recipes import get_recipe
 
     out = tmp_path / "demo"
     assert main(["demo", "--epochs", "1", "--out", str(out), "--quiet"]) == 0
@@ -157,8 +158,9 @@ def test_short_demo_writes_its_run_folder(tmp_path, capsys):
     report = json.loads((out / "report.json").read_text())
     assert report["epochs_run"] == 1 and 0.0 <= report["best_val_acc"] <= 1.0
     model, preprocess, class_names = model_from_checkpoint(out / "best.pt")
-    assert len(class_names) == 10 and preprocess.input_size == 64
-    assert model(torch.zeros(2, 3, 64, 64)).shape == (2, 10)
+    size = get_recipe("demo").img_size
+    assert len(class_names) == 10 and preprocess.input_size == size
+    assert model(torch.zeros(2, 3, size, size)).shape == (2, 10)
 
 
 @pytest.mark.slow
