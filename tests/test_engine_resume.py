@@ -9,27 +9,13 @@ import textwrap
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
-from PIL import Image
 
+from image_folders import make_image_folder
 from inceptionnet.engine.checkpoint import load_checkpoint, save_checkpoint
 
 pytestmark = pytest.mark.slow
-
-
-def make_image_folder(root: Path, classes: int = 3, per_class: int = 10, size: int = 36) -> Path:
-    """A small ImageFolder of PNGs whose classes differ in their dominant colour channel."""
-    rng = np.random.RandomState(0)
-    for c in range(classes):
-        folder = root / f"class{c}"
-        folder.mkdir(parents=True)
-        for i in range(per_class):
-            pixels = rng.randint(0, 80, (size, size, 3)).astype(np.uint8)
-            pixels[..., c % 3] += 150
-            Image.fromarray(pixels).save(folder / f"{i}.png")
-    return root
 
 
 def train_command(data: Path, out: Path, *extra: str) -> list[str]:
@@ -45,7 +31,7 @@ def run_to_end(command: list[str]) -> None:
 
 
 def test_killed_mid_epoch_and_resumed_equals_uninterrupted(tmp_path):
-    data = make_image_folder(tmp_path / "data")
+    data = make_image_folder(tmp_path / "data", per_class=10)
     run_to_end(train_command(data, tmp_path / "whole"))
 
     killed = tmp_path / "killed"

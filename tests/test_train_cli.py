@@ -4,29 +4,15 @@ skipped and counted (fatal with --strict), non-finite losses are skipped, the ru
 import json
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
-from PIL import Image
 
+from image_folders import make_image_folder
 from inceptionnet import train
 from inceptionnet.cli import main
 from inceptionnet.engine.checkpoint import load_checkpoint
 from inceptionnet.engine.losses import AuxLoss
 from inceptionnet.engine.train import TrainingError
-
-
-def make_image_folder(root: Path, classes: int = 3, per_class: int = 8, size: int = 36) -> Path:
-    """A small ImageFolder of PNGs whose classes differ in their dominant colour channel."""
-    rng = np.random.RandomState(0)
-    for c in range(classes):
-        folder = root / f"class{c}"
-        folder.mkdir(parents=True)
-        for i in range(per_class):
-            pixels = rng.randint(0, 80, (size, size, 3)).astype(np.uint8)
-            pixels[..., c % 3] += 150
-            Image.fromarray(pixels).save(folder / f"{i}.png")
-    return root
 
 
 def tiny_run(data: Path, out: Path, *extra: str) -> list[str]:
