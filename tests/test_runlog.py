@@ -8,6 +8,7 @@ import pytest
 from PIL import Image
 
 from inceptionnet.analysis.plots import plot_confusion, plot_curves
+from inceptionnet.engine import runlog
 from inceptionnet.engine.runlog import RunLogger, format_epoch_line
 
 EPOCHS = [
@@ -199,3 +200,19 @@ def test_confusion_of_many_classes(tmp_path):
     path = plot_confusion(np.eye(100, dtype=int) * 3, [f"c{i}" for i in range(100)], tmp_path / "big.png")
     with Image.open(path) as im:
         assert im.format == "PNG"
+
+
+def test_curves_are_redrawn_at_most_every_refresh_period_and_at_the_end(tmp_path, monkeypatch):
+    drawn = []
+    monkeypatch.setattr(runlog, "plot_curves", lambda rows, path: drawn.append(len(rows)))
+    log = RunLogger(tmp_path, quiet=True)
+    for epoch in (1, 2, 3):
+        log.log_epoch(epoch, 3, {"train_acc": 0.5, "train_loss": 1.0})
+    assert drawn == [1], "a fast run redraws right after its first epoch, then waits for the refresh period"
+    monkeypatch.setattr(log, "_curves_drawn_at", log._curves_drawn_at - runlog.CURVES_REFRESH_S)
+    log.log_epoch(4, 5, {"train_acc": 0.6, "train_loss": 0.9})
+    assert drawn == [1, 4]
+    log.log_epoch(5, 5, {"train_acc": 0.7, "train_loss": 0.8})
+    log.write_report()
+    log.close()
+    assert drawn == [1, 4, 5], "the report draws the final curves"

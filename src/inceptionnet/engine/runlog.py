@@ -25,6 +25,8 @@ from ..analysis.plots import plot_curves
 from ..fileio import atomic_write, atomic_write_text
 
 # Fixed leading columns of metrics.csv, in this order; other keys the engine passes follow, sorted.
+# Drawing curves.png costs about half a second: a short epoch must not pay it every time.
+CURVES_REFRESH_S = 30.0
 CORE_COLUMNS = ("epoch", "train_acc", "train_loss", "val_acc", "val_loss", "lr", "time", "data_time")
 
 
@@ -109,6 +111,7 @@ class RunLogger:
         self._tb = None
         self._log_file: TextIO | None = None
         self.started = time.time()
+        self._curves_drawn_at = -math.inf
         if not is_main:
             return
         self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -163,7 +166,8 @@ class RunLogger:
 
         `metrics` holds floats keyed like CORE_COLUMNS (`train_acc`, `train_loss`, `val_acc`, `val_loss`, `lr`,
         `time`, `data_time` seconds) plus any extra numbers (e.g. `val_top5`, `images_per_s`). Prints the
-        epoch line, appends a metrics.csv row (flushed), adds TensorBoard scalars and redraws curves.png.
+        epoch line, appends a metrics.csv row (flushed), adds TensorBoard scalars and redraws curves.png
+        (after the first epoch, then at most every CURVES_REFRESH_S seconds; `write_report` draws the final one).
         Returns the epoch line.
         """
         line = format_epoch_line(epoch, epochs, metrics)
@@ -173,9 +177,16 @@ class RunLogger:
         self.rows.append(row)
         self._append_metrics(row)
         self.scalars(epoch, {k: v for k, v in row.items() if k != "epoch"})
-        plot_curves(self.rows, self.run_dir / "curves.png")
+        if time.monotonic() - self._curves_drawn_at >= CURVES_REFRESH_S:
+            self.draw_curves()
         self.log(line)
         return line
+
+    def draw_curves(self) -> None:
+        """Redraw curves.png from every epoch row so far (main process, once there is a row)."""
+        if self.is_main and self.rows:
+            plot_curves(self.rows, self.run_dir / "curves.png")
+            self._curves_drawn_at = time.monotonic()
 
     def scalars(self, step: int, values: Mapping[str, Any]) -> None:
         """Add numeric `values` to TensorBoard at `step` (e.g. per-iteration loss or learning rate)."""
@@ -240,6 +251,7 @@ class RunLogger:
                    wall_time_s=round(time.time() - self.started, 3))
         out.update(report or {})
         if self.is_main:
+            self.draw_curves()
             write_json(self.run_dir / "report.json", out)
         return out
 
