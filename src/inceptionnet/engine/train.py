@@ -205,6 +205,9 @@ class Trainer:
         model = create_model(self.options.model, **self.model_kwargs)
         if self.options.weights and not self.resume:
             self.load_start_weights(model)
+        elif r.new_head and not self.resume:
+            self.log.warn(f"recipe {r.name} expects pretrained weights (--weights FILE); without them "
+                          f"{self.options.model} trains from a random initialisation")
         if r.freeze_bn:
             for module in model.modules():
                 if isinstance(module, nn.modules.batchnorm._BatchNorm):
