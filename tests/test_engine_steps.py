@@ -7,6 +7,8 @@ import pytest
 import torch
 
 from image_folders import make_image_folder
+from inceptionnet.data.transforms import EvalTransform
+from inceptionnet.engine import train as train_module
 from inceptionnet.engine.checkpoint import load_checkpoint
 from inceptionnet.engine.optim import build_optimizer
 from inceptionnet.engine.train import TrainOptions, fit
@@ -100,3 +102,15 @@ def test_finetune_without_weights_warns(data, tmp_path, capsys):
     fit(TrainOptions(model="inception_cifar", data=str(data), val_split=0.4, out=str(tmp_path / "ft"), quiet=True,
                      device="cpu"), recipe)
     assert "expects pretrained weights (--weights FILE)" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("cache_bytes", [0, 2**30])
+def test_a_small_validation_split_is_decoded_once(data, tmp_path, monkeypatch, cache_bytes):
+    calls = []
+    original = EvalTransform.__call__
+    monkeypatch.setattr(EvalTransform, "__call__", lambda self, img: calls.append(1) or original(self, img))
+    monkeypatch.setattr(train_module, "EVAL_CACHE_BYTES", cache_bytes)
+    report, _ = train(data, tmp_path / "run", batch_size=6, epochs=3)
+    assert report["epochs_run"] == 3
+    validation_images = 12  # 3 classes x 10 images, val split 0.4
+    assert len(calls) == (validation_images if cache_bytes else 3 * validation_images)

@@ -44,6 +44,10 @@ from .reproducibility import (
 from .runlog import RunLogger
 
 
+# Validation images kept in memory after their first pass when they take at most this much (as float32).
+EVAL_CACHE_BYTES = 512 * 2**20
+
+
 class TrainingError(InceptionNetError):
     """Training cannot go on (for example the loss stayed non-finite for too many steps in a row)."""
 
@@ -188,6 +192,7 @@ class Trainer:
                                          shuffle=False, workers=self.options.workers, seed=self.options.seed,
                                          drop_last=True, sampler=self.sampler)
         self.eval_loaders = {}
+        self.eval_cache: dict[str, list] = {}
         for split in ("val", "test"):
             dataset = getattr(self.data, split)
             if dataset is not None and len(dataset) > 0:
@@ -475,6 +480,17 @@ class Trainer:
             self.ema.update_parameters(self.model)
         self.step += 1
 
+    def eval_batches(self, split: str) -> Iterable:
+        """The batches of evaluation split `split`. The evaluation transform is deterministic, so a split
+        whose images fit in EVAL_CACHE_BYTES is decoded once and its batches kept for the later epochs."""
+        if split in self.eval_cache:
+            return self.eval_cache[split]
+        loader = self.eval_loaders[split]
+        if len(loader.dataset) * 3 * self.img_size**2 * 4 > EVAL_CACHE_BYTES:
+            return loader
+        self.eval_cache[split] = list(loader)
+        return self.eval_cache[split]
+
     @torch.no_grad()
     def evaluate(self, model: nn.Module, loader: Iterable) -> dict[str, float]:
         """Top-1, top-5, cross-entropy and image count of `model` over `loader`, summed over every rank."""
@@ -504,7 +520,7 @@ class Trainer:
     def validate(self) -> dict[str, float]:
         if "val" not in self.eval_loaders:
             return {}
-        return {f"val_{k}": v for k, v in self.evaluate(self.eval_model(), self.eval_loaders["val"]).items()}
+        return {f"val_{k}": v for k, v in self.evaluate(self.eval_model(), self.eval_batches("val")).items()}
 
     def finish_epoch(self, metrics: dict[str, float]) -> None:
         """Close the epoch: checkpoint last.pt (and best.pt on a new best val top-1), log the epoch line."""
