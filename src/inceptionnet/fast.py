@@ -95,7 +95,8 @@ def _device_of(model: nn.Module) -> torch.device:
 
 
 def _as_input(x: Tensor, dtype: torch.dtype, channels_last: bool) -> Tensor:
-    x = x.to(dtype)
+    if x.dtype != dtype:  # no cast at all when it is one already: an exported graph gets no no-op Cast node
+        x = x.to(dtype)
     return x.contiguous(memory_format=torch.channels_last) if channels_last else x
 
 
@@ -119,6 +120,7 @@ class OptimizedModel(nn.Module):
                  channels_last: bool, no_grad: bool) -> None:
         super().__init__()
         self.run = run
+        self._device = _device_of(source)
         self.dtype = dtype
         self.channels_last = channels_last
         self.no_grad = no_grad
@@ -127,6 +129,13 @@ class OptimizedModel(nn.Module):
                 setattr(self, name, getattr(source, name))
         self.aux_logits = False
         self._check_input = _input_checker(source)
+
+    @property
+    def device(self) -> torch.device:
+        """Where the model runs: its weights' device (a frozen "jit" graph holds them as constants, not
+        parameters: then the device they were optimized on)."""
+        first = next(self.parameters(), None)
+        return first.device if first is not None else self._device
 
     def forward(self, x: Tensor, with_aux: bool = False):
         """(N, C, H, W) -> (N, num_classes) logits, or `(logits, ())` with `with_aux`."""
@@ -138,7 +147,8 @@ class OptimizedModel(nn.Module):
                 logits = self.run(x)
         else:
             logits = self.run(x)
-        logits = logits.float()
+        if logits.dtype != torch.float32:
+            logits = logits.float()
         return (logits, ()) if with_aux else logits
 
 
