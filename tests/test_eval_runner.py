@@ -11,16 +11,18 @@ from PIL import Image
 from torch import nn
 
 import inceptionnet
-from inceptionnet import Preprocess, create_model, get_spec
+from image_folders import make_image_folder
+from inceptionnet import Preprocess, create_model, fast, get_spec
 from inceptionnet.cli import main
 from inceptionnet.data.datasets import build_datasets
-from inceptionnet.data.folder import ImageDataset
+from inceptionnet.data.folder import ImageDataset, scan_image_folder
 from inceptionnet.data.synthetic import ensure_synthetic_dataset
 from inceptionnet.data.transforms import build_eval_transform
 from inceptionnet.engine.checkpoint import load_checkpoint, save_checkpoint
 from inceptionnet.evaluate.ensemble import load_members, resolve_device
 from inceptionnet.evaluate.runner import PerMemberTransform, iter_probabilities
 from inceptionnet.evaluate.tta import MultiCropTransform
+from peer_parity import randomize_bn
 
 NAMES = ["cat", "dog", "owl"]
 # Pixel-space colours of the test images and the logits the colour model gives them.
@@ -192,3 +194,56 @@ def test_144_crop_evaluation_of_a_trained_model(tmp_path):
         by_hand = members[0].model(crops).softmax(1).mean(0)
     assert crops.shape == (144, 3, 16, 16)
     assert torch.allclose(probs[0], by_hand, atol=1e-5)
+
+
+def random_checkpoint(path, class_names, input_size):
+    """An inception_cifar checkpoint at `input_size` px with random weights and BN statistics (so that
+    folding BN into the convolutions changes the weights)."""
+    model = randomize_bn(create_model("inception_cifar", num_classes=len(class_names)))
+    pre = Preprocess(**{**get_spec("inception_cifar").preprocess.to_dict(), "input_size": input_size})
+    return save_checkpoint(path, {"model_name": "inception_cifar", "model_kwargs": {"num_classes": len(class_names)},
+                                  "class_names": class_names, "preprocess": pre.to_dict(),
+                                  "model": model.state_dict(), "ema": None})
+
+
+@pytest.fixture
+def random_ensemble(tmp_path):
+    """An image folder and two random checkpoints of its classes, at 32 and 24 px."""
+    data = make_image_folder(tmp_path / "data", per_class=2)
+    names = sorted(p.name for p in data.iterdir())
+    return data, [random_checkpoint(tmp_path / "a.pt", names, 32), random_checkpoint(tmp_path / "b.pt", names, 24)]
+
+
+@pytest.mark.slow  # tracing and freezing the fused graphs: a few seconds per model on 2 cores
+def test_optimized_and_plain_ensembles_agree_image_by_image(random_ensemble):
+    data, ckpts = random_ensemble
+    probs = {}
+    for optimize in (True, False):
+        members = load_members(ckpts, resolve_device("cpu"), optimize=optimize)
+        transform = PerMemberTransform([MultiCropTransform("10crop", m.preprocess) for m in members])
+        dataset = ImageDataset(scan_image_folder(data).samples, transform)
+        probs[optimize] = torch.cat([p for p, _, _ in iter_probabilities(members, dataset, "10crop", batch_size=7)])
+    assert probs[True].shape == (6, 3)
+    assert torch.equal(probs[True].argmax(1), probs[False].argmax(1))  # the same top-1 for every image
+    assert (probs[True] - probs[False]).abs().max() <= 1e-4
+
+
+def test_eval_runs_the_optimized_model_traced_at_the_checkpoint_size(random_ensemble, tmp_path, monkeypatch):
+    data, ckpts = random_ensemble
+    traced_at = []
+    optimize = fast.optimize
+
+    def recording_optimize(model, *args, **kwargs):
+        traced_at.append(tuple(kwargs["example_input"].shape))
+        return optimize(model, *args, **kwargs)
+
+    monkeypatch.setattr(fast, "optimize", recording_optimize)
+    (member,) = load_members(ckpts[1:], resolve_device("cpu"))
+    assert isinstance(member.model, fast.OptimizedModel) and member.device == torch.device("cpu")
+    assert traced_at == [(1, 3, 24, 24)]  # the checkpoint's own input size, not the model's default
+    assert main(["eval", str(ckpts[0]), "--data", str(data), "--out", str(tmp_path / "fused"), "--quiet"]) == 0
+    assert traced_at[1:] == [(1, 3, 32, 32)]
+    assert main(["eval", str(ckpts[0]), "--data", str(data), "--out", str(tmp_path / "plain"), "--quiet",
+                 "--no-optimize"]) == 0
+    assert len(traced_at) == 2
+    assert json.loads((tmp_path / "plain" / "report.json").read_text())["optimized"] is False

@@ -7,9 +7,10 @@ import torch
 from PIL import Image
 
 import inceptionnet
-from inceptionnet import create_model, get_spec
+from inceptionnet import create_model, fast, get_spec
 from inceptionnet.cli import main
 from inceptionnet.engine.checkpoint import save_checkpoint
+from peer_parity import randomize_bn
 
 CLASSES = ["circle", "square", "star", "moon"]
 
@@ -17,7 +18,7 @@ CLASSES = ["circle", "square", "star", "moon"]
 @pytest.fixture
 def checkpoint(tmp_path):
     spec = get_spec("inception_cifar")
-    model = create_model("inception_cifar", num_classes=len(CLASSES))
+    model = randomize_bn(create_model("inception_cifar", num_classes=len(CLASSES)))  # BN folding changes weights
     return save_checkpoint(tmp_path / "m.pt", {
         "model_name": "inception_cifar", "model_kwargs": {"num_classes": len(CLASSES)}, "class_names": CLASSES,
         "preprocess": spec.preprocess.to_dict(), "model": model.state_dict(), "ema": None})
@@ -64,7 +65,38 @@ def test_probabilities_are_the_models_softmax(checkpoint, folder):
     assert got == pytest.approx({n: float(p) for n, p in zip(names, probs, strict=True)}, abs=1e-6)
 
 
-def test_cam_overlays_one_png_per_image(checkpoint, folder, tmp_path, capsys):
+@pytest.fixture
+def optimize_calls(monkeypatch):
+    """The example input shapes `inceptionnet.fast.optimize` is called with (it still runs)."""
+    calls = []
+    optimize = fast.optimize
+
+    def recording_optimize(model, *args, **kwargs):
+        calls.append(tuple(kwargs["example_input"].shape))
+        return optimize(model, *args, **kwargs)
+
+    monkeypatch.setattr(fast, "optimize", recording_optimize)
+    return calls
+
+
+def test_optimized_and_plain_predictions_agree(checkpoint, folder, optimize_calls, capsys):
+    fused = inceptionnet.predict(checkpoint, folder, topk=len(CLASSES))
+    assert optimize_calls == [(1, 3, 32, 32)]  # the default path runs the fused graph
+    assert main(["predict", str(checkpoint), str(folder), "--topk", str(len(CLASSES)), "--json",
+                 "--no-optimize"]) == 0
+    plain = json.loads(capsys.readouterr().out)
+    assert len(optimize_calls) == 1
+    assert [r["path"] for r in fused] == [r["path"] for r in plain]
+    for f, p in zip(fused, plain, strict=True):
+        if "error" in p:
+            assert f["error"] == p["error"]
+            continue
+        assert [x["class"] for x in f["predictions"]] == [x["class"] for x in p["predictions"]]
+        assert [x["probability"] for x in f["predictions"]] == pytest.approx(
+            [x["probability"] for x in p["predictions"]], abs=1e-4)
+
+
+def test_cam_overlays_one_png_per_image(checkpoint, folder, tmp_path, capsys, optimize_calls):
     cams = tmp_path / "cams"
     assert main(["predict", str(checkpoint), str(folder), "--cam", str(cams), "--batch-size", "2"]) == 0
     out = capsys.readouterr().out
@@ -73,6 +105,7 @@ def test_cam_overlays_one_png_per_image(checkpoint, folder, tmp_path, capsys):
     assert written == ["a__one.cam.png", "b__one.cam.png", "top.cam.png"]
     with Image.open(cams / "top.cam.png") as im:
         assert im.format == "PNG" and im.size == (32, 32)
+    assert optimize_calls == []  # Grad-CAM hooks and differentiates the plain model
 
 
 def test_missing_input_exits_2(checkpoint, tmp_path, capsys):

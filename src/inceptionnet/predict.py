@@ -48,11 +48,13 @@ def _top(member: Member, probs: torch.Tensor, topk: int) -> list[dict]:
 
 def iter_predictions(checkpoint: str | os.PathLike, inputs: str | os.PathLike | Sequence[str | os.PathLike],
                      topk: int = 5, cam_dir: str | os.PathLike | None = None, device: str | None = None,
-                     batch_size: int = 16) -> Iterator[dict]:
+                     batch_size: int = 16, optimize: bool = True) -> Iterator[dict]:
     """Yield one result per image, in order: `{"path", "predictions": [{"class", "index", "probability"}...]}`
     (plus `"cam"`, the overlay PNG, with `cam_dir`), or `{"path", "error"}` for a file that cannot be read.
 
-    Images go through the model `batch_size` at a time, so a folder of any size streams.
+    Images go through the model `batch_size` at a time, so a folder of any size streams. `optimize` runs
+    `inceptionnet.optimize`'s float32 inference graph (same probabilities within float rounding); Grad-CAM
+    (`cam_dir`) always runs the plain model, whose layers it hooks and differentiates.
     """
     from .analysis.gradcam import GradCAM, model_input_to_image, save_overlay
     from .data.images import BadImageError, load_image
@@ -62,7 +64,7 @@ def iter_predictions(checkpoint: str | os.PathLike, inputs: str | os.PathLike | 
         raise DataError(f"--topk must be at least 1, got {topk}")
     files = list_images(inputs)
     roots = [Path(p) for p in ([inputs] if isinstance(inputs, (str, os.PathLike)) else inputs)]
-    member = load_member(checkpoint, resolve_device(device))
+    member = load_member(checkpoint, resolve_device(device), optimize=optimize and cam_dir is None)
     transform = build_eval_transform(member.preprocess)
     cam = GradCAM(member.model) if cam_dir is not None else None
     for start in range(0, len(files), max(1, batch_size)):
@@ -93,9 +95,10 @@ def iter_predictions(checkpoint: str | os.PathLike, inputs: str | os.PathLike | 
 
 
 def predict(checkpoint: str | os.PathLike, inputs: str | os.PathLike | Sequence[str | os.PathLike], topk: int = 5,
-            cam_dir: str | os.PathLike | None = None, device: str | None = None, batch_size: int = 16) -> list[dict]:
+            cam_dir: str | os.PathLike | None = None, device: str | None = None, batch_size: int = 16,
+            optimize: bool = True) -> list[dict]:
     """All results of `iter_predictions` as a list (one dict per image, errors included)."""
-    return list(iter_predictions(checkpoint, inputs, topk, cam_dir, device, batch_size))
+    return list(iter_predictions(checkpoint, inputs, topk, cam_dir, device, batch_size, optimize))
 
 
 make_module_callable(__name__, predict)

@@ -30,6 +30,8 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=64, help="crops per forward pass")
     p.add_argument("--workers", type=int, default=0, help="image decoding processes")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:N (default: cuda when available)")
+    p.add_argument("--no-optimize", dest="optimize", action="store_false",
+                   help="run the plain models instead of the fused inference graphs (BN folded, 1x1 convs merged)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
 
@@ -46,7 +48,8 @@ def run(args: argparse.Namespace) -> int:
     out = args.out or default_out(args.checkpoint, args.tta)
     report = evaluate(args.checkpoint, data=args.data, out=out, tta=args.tta, ensemble=args.ensemble,
                       batch_size=args.batch_size, device=args.device, workers=args.workers, split=args.split,
-                      val_split=args.val_split, seed=args.seed, quiet=args.quiet)
+                      val_split=args.val_split, seed=args.seed, quiet=args.quiet,
+                      optimize=args.optimize)
     topk = next(k for k in report if k.startswith("top") and k != "top1")
     print(f"{report['data']}: {report['images']} images, tta {report['tta']} ({report['crops_per_image']} crops), "
           f"{len(report['checkpoints'])} model(s)")

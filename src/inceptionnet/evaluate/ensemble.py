@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from .. import fast
 from ..errors import ConfigError
 from ..models.registry import Preprocess
 
@@ -28,8 +29,8 @@ def resolve_device(name: str | None = None) -> torch.device:
 
 @dataclass
 class Member:
-    """One model of an evaluation: the network (eval mode, on its device), how its inputs are made and
-    the class names its outputs stand for."""
+    """One model of an evaluation: the network (eval mode, on its device; plain or made by
+    `inceptionnet.optimize`), how its inputs are made and the class names its outputs stand for."""
 
     source: str
     model: nn.Module
@@ -38,6 +39,9 @@ class Member:
 
     @property
     def device(self) -> torch.device:
+        """The device the network runs on (inputs are moved there)."""
+        if isinstance(self.model, fast.OptimizedModel):
+            return self.model.device
         return next(self.model.parameters()).device
 
     def logits_to_probs(self, logits: Tensor) -> Tensor:
@@ -59,14 +63,24 @@ class Member:
         return torch.cat(probs).view(b, k, -1).mean(dim=1)
 
 
-def load_member(checkpoint: str | os.PathLike | dict, device: torch.device) -> Member:
+def load_member(checkpoint: str | os.PathLike | dict, device: torch.device, optimize: bool = True) -> Member:
     """Load a checkpoint (a path, or a dict from `load_checkpoint`) with EMA weights when it has them and
-    without aux heads, in eval mode on `device`."""
+    without aux heads, in eval mode on `device`.
+
+    With `optimize`, the network is `inceptionnet.optimize`'s inference graph (BN folded, sibling 1x1
+    convolutions merged, default backend), kept in float32 so that its outputs match the plain model's,
+    and traced at the checkpoint's own input size. Without it, the plain model (for hooks and gradients).
+    """
     from ..engine.checkpoint import model_from_checkpoint
 
     source = str(checkpoint.get("path", "checkpoint")) if isinstance(checkpoint, dict) else str(checkpoint)
     model, preprocess, class_names = model_from_checkpoint(checkpoint)
-    return Member(source, model.to(device).eval(), preprocess, class_names)
+    model = model.to(device).eval()
+    if optimize:
+        size = preprocess.input_size
+        example = torch.randn(1, getattr(model, "in_chans", 3), size, size)
+        model = fast.optimize(model, dtype=torch.float32, example_input=example)
+    return Member(source, model, preprocess, class_names)
 
 
 def check_same_classes(members: Sequence[Member]) -> list[str]:
@@ -80,9 +94,11 @@ def check_same_classes(members: Sequence[Member]) -> list[str]:
     return list(names)
 
 
-def load_members(checkpoints: Sequence[str | os.PathLike | dict], device: torch.device) -> list[Member]:
-    """Load every checkpoint of an ensemble and check that they predict the same classes, in the same order."""
-    members = [load_member(path, device) for path in checkpoints]
+def load_members(checkpoints: Sequence[str | os.PathLike | dict], device: torch.device,
+                 optimize: bool = True) -> list[Member]:
+    """Load every checkpoint of an ensemble (each as `load_member` does, `optimize` included) and check
+    that they predict the same classes, in the same order."""
+    members = [load_member(path, device, optimize) for path in checkpoints]
     check_same_classes(members)
     return members
 

@@ -120,7 +120,7 @@ def training_data(ckpt: dict, data: str | os.PathLike | None, val_split: float |
 def evaluate(checkpoint: str | os.PathLike, data: str | os.PathLike | None = None, out: str | os.PathLike | None = None,
              tta: str = "center", ensemble: Sequence[str | os.PathLike] = (), batch_size: int = 64,
              device: str | None = None, workers: int = 0, split: str = "auto", val_split: float | None = None,
-             seed: int | None = None, quiet: bool = True) -> dict:
+             seed: int | None = None, quiet: bool = True, optimize: bool = True) -> dict:
     """Evaluate `checkpoint` (plus the `ensemble` checkpoints, softmax averaged over models) on `data`.
 
     `data`, `val_split` and `seed` default to those the checkpoint was trained with, so that without
@@ -128,6 +128,8 @@ def evaluate(checkpoint: str | os.PathLike, data: str | os.PathLike | None = Non
 
     `tta` is "center", "10crop" or "144crop" (softmax averaged over each image's crops); `batch_size`
     bounds the crops per forward pass. Images are streamed, so memory does not grow with the dataset.
+    `optimize` runs each model as `inceptionnet.optimize`'s float32 inference graph (same outputs within
+    float rounding, faster); False runs the plain models.
     Returns the report (also written to `out`/report.json with confusion.csv and confusion.png when
     `out` is given): top1, top5, loss, macro and per-class precision/recall/F1, confusion matrix, timing.
     """
@@ -141,7 +143,7 @@ def evaluate(checkpoint: str | os.PathLike, data: str | os.PathLike | None = Non
         # The training data: evaluate on what training held out, never on the images it learned from.
         split = "val"
     data, val_split, seed = training_data(ckpt, data, val_split, seed)
-    members = load_members([ckpt, *ensemble], resolve_device(device))
+    members = load_members([ckpt, *ensemble], resolve_device(device), optimize)
     class_names = members[0].class_names
     transform = PerMemberTransform([MultiCropTransform(tta, m.preprocess) for m in members])
     eval_data = load_eval_data(data, transform, split, val_split, seed)
@@ -172,6 +174,7 @@ def evaluate(checkpoint: str | os.PathLike, data: str | os.PathLike | None = Non
         "seconds": seconds,
         "seconds_per_image": seconds / metrics.count,
         "device": str(members[0].device),
+        "optimized": optimize,
     }
     if out is not None:
         write_report(report, metrics.confusion, out)
