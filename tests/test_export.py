@@ -5,9 +5,10 @@ import json
 import onnx
 import pytest
 import torch
+from torch import nn
 
 import inceptionnet
-from inceptionnet import create_model, get_spec, list_models
+from inceptionnet import create_model, fast, get_spec, list_models
 from inceptionnet.cli import main
 from inceptionnet.engine.checkpoint import model_from_checkpoint, save_checkpoint
 from inceptionnet.export import ExportError, export, load_safetensors_model
@@ -79,6 +80,39 @@ def test_dynamo_onnx_export(tmp_path):
     ckpt = make_checkpoint(tmp_path / "m.pt", "inception_cifar")
     result = export(ckpt, "onnx", tmp_path / "m.onnx", dynamo=True)
     assert result["max_abs_diff"] <= 1e-4
+
+
+def _conv_nodes(path):
+    return sum(node.op_type == "Conv" for node in onnx.load(str(path)).graph.node)
+
+
+def test_default_export_is_the_fused_graph(tmp_path, capsys):
+    ckpt = make_checkpoint(tmp_path / "m.pt", "inception_cifar")
+    assert main(["export", str(ckpt), "--format", "onnx", "--out", str(tmp_path / "fused.onnx")]) == 0
+    assert main(["export", str(ckpt), "--format", "onnx", "--out", str(tmp_path / "plain.onnx"), "--no-optimize"]) == 0
+    assert capsys.readouterr().out.count("max |diff| vs PyTorch") == 2  # both passed the parity check
+    # BN is folded either way (the ONNX exporter folds it too); the sibling 1x1 convolutions are merged only here.
+    assert 0 < _conv_nodes(tmp_path / "fused.onnx") < _conv_nodes(tmp_path / "plain.onnx")
+
+
+class _Shifted(nn.Module):
+    """A wrong "fused" graph: the model's logits plus 1e-3."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x):
+        return self.model(x) + 1e-3
+
+
+def test_parity_check_compares_with_the_plain_model(tmp_path, monkeypatch):
+    ckpt = make_checkpoint(tmp_path / "m.pt", "inception_cifar")
+    monkeypatch.setattr(fast, "optimize", lambda model, **kwargs: _Shifted(model))
+    with pytest.raises(ExportError, match="differs from PyTorch by 0.001"):
+        export(ckpt, "torchscript", tmp_path / "m.ts")
+    assert export(ckpt, "torchscript", tmp_path / "m.ts", optimize=False)["optimized"] is False
+    assert export(ckpt, "safetensors", tmp_path / "m.safetensors")["optimized"] is False  # weights: never fused
 
 
 def test_parity_failure_exits_2_and_leaves_no_file(tmp_path, capsys):

@@ -1,10 +1,15 @@
 """`inceptionnet.export`: a checkpoint's inference graph (no aux heads, dynamic batch size) as ONNX,
 TorchScript or safetensors, checked against eager PyTorch before the file is put in place.
 
+ONNX and TorchScript are written from `inceptionnet.optimize`'s fused graph (BN folded into the
+convolutions, sibling 1x1 convolutions merged: fewer nodes for the runtime); safetensors holds the plain
+model's state_dict, since it is a weights format.
+
 The file is written under a temporary name, reloaded the way a user would load it (onnxruntime,
 `torch.jit.load`, a fresh model + safetensors), run on a batch of a different size than the one used
 for export and compared with the eager model; only when the outputs agree within `atol` is it
-renamed onto `out`. Otherwise an `ExportError` is raised and no file is left behind.
+renamed onto `out`. Otherwise an `ExportError` is raised and no file is left behind. The reference
+is always the plain model, so the check also covers the fusion.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from . import fast
 from ._callable import make_module_callable
 from .errors import ConfigError, InceptionNetError
 from .fileio import atomic_write
@@ -116,13 +122,15 @@ _RUNNERS: dict[str, Callable[[str, Tensor], Tensor]] = {"onnx": _run_onnx, "torc
 
 
 def export(checkpoint: str | os.PathLike | dict, format: str, out: str | os.PathLike, input_size: int | None = None,
-           batch_size: int = 2, atol: float = 1e-4, dynamo: bool = False) -> dict:
+           batch_size: int = 2, atol: float = 1e-4, dynamo: bool = False, optimize: bool = True) -> dict:
     """Export `checkpoint`'s model (eval mode, no aux heads) to `out` as `format` and check it.
 
     The export uses a (batch_size, C, S, S) example (S = `input_size` or the checkpoint's input size);
-    the check runs a batch of batch_size + 1 through the written file and through eager PyTorch, and
-    raises ExportError if any logit differs by more than `atol`. `dynamo` selects torch.export-based ONNX.
-    Returns {"path", "format", "max_abs_diff", "check_shape"}.
+    the check runs a batch of batch_size + 1 through the written file and through the plain eager model,
+    and raises ExportError if any logit differs by more than `atol`. `dynamo` selects torch.export-based
+    ONNX. `optimize` writes ONNX and TorchScript from `inceptionnet.optimize(model, backend="eager")`
+    (float32, NCHW); False writes the plain model's graph. Returns {"path", "format", "max_abs_diff",
+    "check_shape", "optimized"}.
     """
     from .engine.checkpoint import load_checkpoint, model_from_checkpoint
 
@@ -130,7 +138,7 @@ def export(checkpoint: str | os.PathLike | dict, format: str, out: str | os.Path
         raise ConfigError(f"--format must be one of {', '.join(FORMATS)}, got {format!r}")
     ckpt = checkpoint if isinstance(checkpoint, dict) else load_checkpoint(checkpoint)
     model, preprocess, _ = model_from_checkpoint(ckpt)
-    wrapped = LogitsOnly(model.cpu().eval()).eval()
+    plain = LogitsOnly(model.cpu().eval()).eval()
     size = input_size or preprocess.input_size
     channels = ckpt["model_kwargs"].get("in_chans", 3)
     generator = torch.Generator().manual_seed(0)
@@ -138,7 +146,11 @@ def export(checkpoint: str | os.PathLike | dict, format: str, out: str | os.Path
     check = torch.randn(batch_size + 1, channels, size, size, generator=generator)
     with torch.inference_mode():
         model(check)  # a too-small input_size fails here with the model's own clear message
-    result: dict[str, Any] = {"format": format, "check_shape": list(check.shape)}
+    optimized = optimize and format != "safetensors"
+    exported = plain
+    if optimized:
+        exported = LogitsOnly(fast.optimize(model, backend="eager", channels_last=False, dtype=torch.float32)).eval()
+    result: dict[str, Any] = {"format": format, "check_shape": list(check.shape), "optimized": optimized}
 
     def write_and_check(tmp: str) -> None:
         with warnings.catch_warnings():
@@ -147,14 +159,14 @@ def export(checkpoint: str | os.PathLike | dict, format: str, out: str | os.Path
             warnings.simplefilter("ignore", FutureWarning)
             warnings.simplefilter("ignore", torch.jit.TracerWarning)
             try:
-                _WRITERS[format](wrapped, example, tmp, _metadata(ckpt), dynamo)
+                _WRITERS[format](exported, example, tmp, _metadata(ckpt), dynamo)
             except InceptionNetError:
                 raise
             except Exception as e:  # exporters raise many types; the user needs the model and the reason
                 raise ExportError(f"cannot export {ckpt['model_name']} to {format}: {type(e).__name__}: "
                                   f"{str(e).strip().splitlines()[0] if str(e).strip() else ''}") from None
             with torch.inference_mode():
-                expected = wrapped(check)
+                expected = plain(check)
                 got = _RUNNERS[format](tmp, check)
         diff = float((got.float() - expected.float()).abs().max())
         result["max_abs_diff"] = diff

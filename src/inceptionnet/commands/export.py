@@ -15,6 +15,8 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--input-size", type=int, default=None, help="example input side (default: the model's)")
     p.add_argument("--atol", type=float, default=1e-4, help="largest allowed |logit difference| vs PyTorch")
     p.add_argument("--dynamo", action="store_true", help="ONNX via torch.export instead of the TorchScript tracer")
+    p.add_argument("--no-optimize", dest="optimize", action="store_false",
+                   help="write the plain model's graph instead of the fused one (BN folded, 1x1 convs merged)")
     return p
 
 
@@ -22,5 +24,5 @@ def run(args: argparse.Namespace) -> int:
     from ..export import describe, export
 
     print(describe(export(args.checkpoint, args.format, args.out, input_size=args.input_size, atol=args.atol,
-                          dynamo=args.dynamo)))
+                          dynamo=args.dynamo, optimize=args.optimize)))
     return 0
