@@ -5,12 +5,15 @@ import zlib
 
 import numpy as np
 import pytest
+import simplejpeg
 import torch
 from PIL import Image
+from torchvision.transforms.functional import pil_to_tensor
 
 from inceptionnet.data.images import (
     MAX_IMAGE_PIXELS,
     BadImageError,
+    decode_image,
     decode_to_tensor,
     load_image,
     open_image,
@@ -23,6 +26,20 @@ def smooth_image(width: int, height: int) -> Image.Image:
     yy, xx = np.mgrid[0:height, 0:width] / max(width, height)
     channels = [128 + 100 * np.sin(2 * np.pi * (k + 1) * xx + k) * np.cos(2 * np.pi * yy * (3 - k)) for k in range(3)]
     return Image.fromarray(np.stack(channels, -1).astype(np.uint8), "RGB")
+
+
+def spy_on_libjpeg_turbo(monkeypatch) -> list[dict]:
+    """Record each simplejpeg decode (its keyword arguments and the decoded shape) made through our code."""
+    calls = []
+    decode = simplejpeg.decode_jpeg
+
+    def spy(data, colorspace, **options):
+        pixels = decode(data, colorspace, **options)
+        calls.append({**options, "shape": pixels.shape})
+        return pixels
+
+    monkeypatch.setattr(simplejpeg, "decode_jpeg", spy)
+    return calls
 
 
 def png_header_only(path, width: int, height: int) -> None:
@@ -94,6 +111,60 @@ def test_tensor_decode_matches_pillow(tmp_path):
     assert decode_to_tensor(open_image(path), scale=2).shape == (3, 45, 60)
 
 
+@pytest.mark.parametrize("scale", [1, 2, 4, 8])
+def test_jpegs_decode_with_libjpeg_turbo_at_the_asked_scale_as_pillow_does(tmp_path, monkeypatch, scale):
+    path = tmp_path / "a.jpg"
+    smooth_image(203, 150).save(path, quality=90)
+    calls = spy_on_libjpeg_turbo(monkeypatch)
+    tensor = decode_to_tensor(open_image(path), scale)
+    assert len(calls) == 1 and not calls[0]["fastupsample"] and not calls[0].get("fastdct")
+    expected = pil_to_tensor(decode_image(open_image(path), scale))  # Pillow's draft at the same scale
+    assert tensor.shape == expected.shape == (3, -(-150 // scale), -(-203 // scale))
+    assert (tensor.int() - expected.int()).abs().max() <= 2
+
+
+def test_fast_decode_is_close_to_the_exact_one_and_unbiased(tmp_path, monkeypatch):
+    path = tmp_path / "a.jpg"
+    pixels = np.asarray(smooth_image(480, 360)).astype(np.float32)
+    pixels += np.random.RandomState(0).normal(0, 8, pixels.shape)  # photo-like fine detail
+    Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8)).save(path, quality=90)
+    calls = spy_on_libjpeg_turbo(monkeypatch)
+    fast = decode_to_tensor(open_image(path), fast=True)
+    assert calls[0]["fastupsample"] and not calls[0].get("fastdct")
+    difference = fast.float() - decode_to_tensor(open_image(path)).float()
+    assert 0 < difference.abs().mean() < 1.0
+    # No colour cast: the fast IDCT (not used) would darken red and blue by over a grey level on average.
+    assert difference.mean((1, 2)).abs().max() < 0.2
+
+
+def test_grayscale_jpeg_becomes_rgb_and_cmyk_jpeg_goes_through_pillow(tmp_path, monkeypatch):
+    gray = tmp_path / "gray.jpg"
+    Image.fromarray(np.asarray(smooth_image(64, 48))[..., 1]).save(gray, quality=95)
+    cmyk = tmp_path / "cmyk.jpg"
+    Image.new("CMYK", (16, 16), (0, 255, 255, 0)).save(cmyk, quality=95)  # pure red in CMYK
+    calls = spy_on_libjpeg_turbo(monkeypatch)
+    tensor = decode_to_tensor(open_image(gray))
+    assert len(calls) == 1 and torch.equal(tensor, pil_to_tensor(load_image(gray)))
+    r, g, b = decode_to_tensor(open_image(cmyk))[:, 8, 8].tolist()
+    assert len(calls) == 1, "CMYK is converted by Pillow, as decode_image does"
+    assert r > 230 and g < 25 and b < 25
+
+
+def test_a_jpeg_libjpeg_turbo_refuses_is_decoded_or_refused_by_pillow(tmp_path, monkeypatch):
+    path = tmp_path / "a.jpg"
+    smooth_image(64, 48).save(path, quality=90)
+
+    def refuse(*args, **kwargs):
+        raise ValueError("Corrupt JPEG data: 3 extraneous bytes before marker 0xd9")
+
+    monkeypatch.setattr(simplejpeg, "decode_jpeg", refuse)
+    assert torch.equal(decode_to_tensor(open_image(path)), pil_to_tensor(load_image(path)))
+    path.write_bytes(path.read_bytes()[:700])
+    with pytest.raises(BadImageError, match="truncated") as info:
+        decode_to_tensor(open_image(path), fast=True)
+    assert info.value.path == str(path)
+
+
 def test_decompression_bombs_are_refused_with_the_limit_in_the_message(tmp_path):
     for side in (10_000, 100_000):  # over our limit; over twice Pillow's (its own error)
         path = tmp_path / f"bomb{side}.png"
@@ -156,6 +227,27 @@ def test_exif_orientation_is_applied(tmp_path, decoder):
     shown = as_array(path, decoder).mean(-1)
     assert shown.shape == (64, 32)  # displayed: 32 wide, 64 high
     assert shown[:28].mean() < 20 and shown[36:].mean() > 235  # the left (black) half is now on top
+
+
+def exif_jpeg(path, pixels: np.ndarray, orientation: int) -> None:
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    Image.fromarray(pixels).save(path, quality=95, exif=exif.tobytes())
+
+
+@pytest.mark.parametrize("scale", [1, 2])
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_every_exif_orientation_comes_out_as_pillow_shows_it(tmp_path, monkeypatch, orientation, scale):
+    pixels = np.asarray(smooth_image(96, 64)).copy()
+    pixels[:16, :24] = (255, 0, 0)  # a red corner, so every flip and turn is told apart
+    path = tmp_path / f"o{orientation}.jpg"
+    exif_jpeg(path, pixels, orientation)
+    calls = spy_on_libjpeg_turbo(monkeypatch)
+    tensor = decode_to_tensor(open_image(path), scale)
+    assert len(calls) == 1
+    expected = pil_to_tensor(decode_image(open_image(path), scale))  # ImageOps.exif_transpose
+    assert tensor.shape == expected.shape
+    assert (tensor.int() - expected.int()).abs().max() <= 2
 
 
 def test_draft_decodes_at_reduced_scale_close_to_a_full_decode(tmp_path):

@@ -2,10 +2,12 @@
 
 import numpy as np
 import pytest
+import simplejpeg
 import torch
 from PIL import Image
 from torchvision import transforms as T
 
+from inceptionnet.data import transforms
 from inceptionnet.data.images import open_image
 from inceptionnet.data.transforms import (
     TrainAugment,
@@ -26,6 +28,20 @@ def natural_image(width: int, height: int, seed: int = 0) -> Image.Image:
     channels = [128 + 90 * np.sin(2 * np.pi * (k + 1.5) * xx + k) * np.cos(2 * np.pi * yy * (2 + k)) for k in range(3)]
     pixels = np.stack(channels, -1) + rng.normal(0, 3, (height, width, 3))
     return Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8), "RGB")
+
+
+def decoded_shapes(monkeypatch) -> list[tuple[tuple[int, ...], bool]]:
+    """Record (array shape, fast mode) for each JPEG decoded by simplejpeg from here on."""
+    calls = []
+    decode = simplejpeg.decode_jpeg
+
+    def spy(data, colorspace, **options):
+        pixels = decode(data, colorspace, **options)
+        calls.append((pixels.shape, options["fastupsample"]))
+        return pixels
+
+    monkeypatch.setattr(simplejpeg, "decode_jpeg", spy)
+    return calls
 
 
 def saved(tmp_path, img: Image.Image, name: str = "img.jpg", **options) -> str:
@@ -70,18 +86,38 @@ def test_random_resized_box_respects_scale_ratio_and_bounds():
     assert random_resized_box(1000, 100, (0.99, 1.0), (1.0, 1.0)) == (450, 0, 550, 100)
 
 
-def test_reduced_decode_matches_a_full_decode_and_resize(tmp_path):
+def test_reduced_decode_matches_a_full_decode_and_resize(tmp_path, monkeypatch):
     img = natural_image(1024, 768)
     path = saved(tmp_path, img, quality=92)
     whole = TrainAugment(scale=(1.0, 1.0), ratio=(4 / 3, 4 / 3), hflip=False)
     transform = build_train_transform(whole, PRE, 96)
-    lazy = open_image(path)
-    ours = transform(lazy)
-    assert lazy.size == (128, 96), "decoded at 1/8 scale: 128 >= 96 and 96 >= 96"
+    calls = decoded_shapes(monkeypatch)
+    ours = transform(open_image(path))
+    assert calls == [((96, 128, 3), True)], "fast decode at 1/8 scale: 128 >= 96 and 96 >= 96"
     full = Image.open(path).convert("RGB").resize((96, 96), Image.Resampling.BILINEAR)
     reference = to_model_input(torch.from_numpy(np.array(full)).permute(2, 0, 1), PRE)
     difference = (ours - reference).abs() * 0.226 * 255  # back to pixel levels
     assert difference.mean() < 2.5 and difference.max() < 40
+
+
+def test_train_crops_decode_fast_close_to_an_exact_decode_and_evaluation_stays_exact(tmp_path, monkeypatch):
+    path = saved(tmp_path, natural_image(500, 375), quality=90)
+    transform = build_train_transform(TrainAugment(hflip=False), PRE, 224)
+    calls = decoded_shapes(monkeypatch)
+    fast = []
+    for seed in range(5):
+        torch.manual_seed(seed)
+        fast.append(transform(open_image(path)))
+    assert [fast_mode for _, fast_mode in calls] == [True] * 5
+    exact_decode = transforms.decode_to_tensor
+    monkeypatch.setattr(transforms, "decode_to_tensor", lambda img, scale, fast: exact_decode(img, scale))
+    for seed in range(5):
+        torch.manual_seed(seed)  # the same crop, decoded exactly
+        difference = (fast[seed] - transform(open_image(path))).abs() * 0.226 * 255  # back to pixel levels
+        assert difference.mean() < 1.0
+    calls.clear()
+    build_eval_transform(PRE)(open_image(path))
+    assert calls == [], "evaluation decodes with Pillow, pixel for pixel as the reference pipelines"
 
 
 def test_train_transform_flips_half_the_time_and_repeats_with_a_seed(tmp_path):
@@ -148,14 +184,21 @@ def test_photometric_changes_colours_but_stays_valid(tmp_path):
     assert (jittered >= low.view(3, 1, 1) - 1e-5).all() and (jittered <= high.view(3, 1, 1) + 1e-5).all()
 
 
-def test_exif_rotation_reaches_the_model_input(tmp_path):
+def test_exif_rotation_reaches_the_model_input(tmp_path, monkeypatch):
     pixels = np.zeros((40, 80, 3), dtype=np.uint8)
     pixels[:, 40:] = 255
     exif = Image.Exif()
     exif[0x0112] = 8  # rotate 90 degrees counter-clockwise to display: the right (white) half goes on top
     path = tmp_path / "r.jpg"
     Image.fromarray(pixels).save(path, quality=95, exif=exif.tobytes())
+    calls = decoded_shapes(monkeypatch)
     transform = build_train_transform(TrainAugment(resize_only=True), PRE, 32)
     transform.normalize = False
     out = transform(open_image(path)).float().mean(0)
     assert out.shape == (32, 32) and out[:14].mean() > 235 and out[18:].mean() < 20
+    assert calls == [((40, 80, 3), False)], "decoded as stored by libjpeg-turbo, turned as a tensor"
+    # A random crop is drawn on the upright image: its top part is still white, its bottom black.
+    transform = build_train_transform(TrainAugment(scale=(0.9, 1.0), ratio=(0.5, 0.5), hflip=False), PRE, 16)
+    transform.normalize = False
+    out = transform(open_image(path)).float().mean(0)
+    assert out[:6].mean() > 235 and out[10:].mean() < 20 and calls[-1][1]

@@ -2,10 +2,12 @@
 
 Pixels stay uint8 until `to_model_input`, the only float step. The training crop is chosen from the
 header size before any pixel is decoded, so a JPEG whose crop is at least twice the output size is
-decoded at 1/2, 1/4 or 1/8 scale (PIL `draft`); other JPEGs are decoded by torchvision straight into
-a tensor. The crop and resize are then one antialiased resample of the uint8 tensor (PIL's for the
-box filter, which torch lacks). Our transforms set `takes_lazy_image = True`: `ImageDataset` then
-hands them the header-only image. bench/data.py measures the gain over torchvision's ImageFolder.
+decoded at 1/2, 1/4 or 1/8 scale. JPEGs are decoded by libjpeg-turbo (simplejpeg) straight into a
+tensor, in its fast mode when augmenting, their EXIF orientation applied to the tensor. The crop and
+resize are then one antialiased resample of the uint8 tensor (PIL's for the box filter, which torch
+lacks). Evaluation decodes exactly, with PIL, as the reference pipelines do. Our transforms set
+`takes_lazy_image = True`: `ImageDataset` then hands them the header-only image. bench/data.py
+measures the gain over torchvision's ImageFolder.
 """
 
 from __future__ import annotations
@@ -175,7 +177,9 @@ class TrainTransform:
         interpolation = self._interpolation()
         if interpolation in TENSOR_INTERPOLATION:
             # Resizing the uint8 tensor (torch's vectorised antialiased kernels) is about twice as fast as PIL.
-            image = decode_to_tensor(img, scale)
+            # The fast decode (a fraction of a grey level off, unbiased) is noise next to the augmentation;
+            # without any augmentation (resize_only) the pixels stay exact, as in evaluation.
+            image = decode_to_tensor(img, scale, fast=not self.aug.resize_only)
             box = scale_box(box, full_size, (image.shape[-1], image.shape[-2]))
             # Contiguous (C, H, W): the decoder and the resizer work in channels-last memory.
             return resized_crop(image, box, self.img_size, TENSOR_INTERPOLATION[interpolation]).contiguous()
