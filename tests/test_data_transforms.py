@@ -148,7 +148,7 @@ def test_train_transform_shapes_including_images_smaller_than_the_crop(tmp_path,
         out = transform(open_image(path))
         assert out.shape == (3, 40, 40) and out.dtype == torch.float32 and torch.isfinite(out).all()
     uint8 = type(transform)(aug, PRE, 40, normalize=False)(Image.open(path))
-    assert uint8.dtype == torch.uint8
+    assert uint8.dtype == torch.uint8 and uint8.is_contiguous(), "planar, as batches stack fastest"
 
 
 def test_resize_only_is_a_plain_resize(tmp_path):

@@ -16,6 +16,7 @@ import functools
 import math
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from PIL import Image
 from torch import Tensor
@@ -133,16 +134,29 @@ def scale_box(box: Box, full_size: tuple[int, int], decoded_size: tuple[int, int
 
 
 def resized_crop(image: Tensor, box: Box, size: int, interpolation: InterpolationMode) -> Tensor:
-    """Crop (3, H, W) uint8 `image` to `box` (rounded to whole pixels) and resize it to (size, size), antialiased."""
+    """Crop (3, H, W) uint8 `image` to `box` (rounded to whole pixels) and resize it to (size, size), antialiased.
+
+    The result is usually in channels-last memory (see `planar`).
+    """
     height, width = image.shape[-2:]
     left, top = min(round(box[0]), width - 1), min(round(box[1]), height - 1)
     crop_width = min(max(1, round(box[2] - box[0])), width - left)
     crop_height = min(max(1, round(box[3] - box[1])), height - top)
     if (left, top, crop_width, crop_height) == (0, 0, size, size) == (0, 0, width, height):
         return image
-    return v2.functional.resized_crop(
-        image, top, left, crop_height, crop_width, [size, size], interpolation=interpolation, antialias=True
-    )
+    crop = image[:, top : top + crop_height, left : left + crop_width]
+    # Packed into contiguous interleaved (channels-last) pixels, torch's uint8 resampler writes its output
+    # in that layout too, instead of repacking it into planes: a third less time than on the strided crop.
+    crop = crop.permute(1, 2, 0).contiguous().permute(2, 0, 1)
+    return v2.functional.resize(crop, [size, size], interpolation=interpolation, antialias=True)
+
+
+def planar(image: Tensor) -> Tensor:
+    """uint8 (C, H, W) `image` in contiguous (planar) memory, which batches stack fastest."""
+    if image.is_contiguous():
+        return image
+    # numpy's transposing copy of interleaved uint8 pixels is about twice as fast as torch's.
+    return torch.from_numpy(np.ascontiguousarray(image.numpy()))
 
 
 class TrainTransform:
@@ -167,7 +181,7 @@ class TrainTransform:
         return self.preprocess.interpolation
 
     def _crop_and_resize(self, img: Image.Image) -> Tensor:
-        """Decode `img` as small as the crop allows and return the crop resized to img_size, uint8 (3, S, S)."""
+        """Decode `img` as small as the crop allows; the crop resized to img_size, uint8 (3, S, S), any strides."""
         full_size = oriented_size(img)
         if self.aug.resize_only or self.aug.pad_crop:
             box: Box = (0, 0, *full_size)
@@ -181,8 +195,7 @@ class TrainTransform:
             # without any augmentation (resize_only) the pixels stay exact, as in evaluation.
             image = decode_to_tensor(img, scale, fast=not self.aug.resize_only)
             box = scale_box(box, full_size, (image.shape[-1], image.shape[-2]))
-            # Contiguous (C, H, W): the decoder and the resizer work in channels-last memory.
-            return resized_crop(image, box, self.img_size, TENSOR_INTERPOLATION[interpolation]).contiguous()
+            return resized_crop(image, box, self.img_size, TENSOR_INTERPOLATION[interpolation])
         decoded = decode_image(img, scale)  # the box (area) filter and others only PIL has
         box = scale_box(box, full_size, decoded.size)
         return F.pil_to_tensor(decoded.resize((self.img_size, self.img_size), resample_filter(interpolation), box=box))
@@ -197,7 +210,8 @@ class TrainTransform:
             image = image.flip(-1)
         if augment and self.jitter is not None:
             image = self.jitter(image)
-        return to_model_input(image, self.preprocess) if self.normalize else image
+        # Either way the channels-last pixels of the resize become planar in the one copy that is needed.
+        return to_model_input(image, self.preprocess) if self.normalize else planar(image)
 
 
 def _pad_random_crop(image: Tensor, pad: int) -> Tensor:
