@@ -1,5 +1,6 @@
 """`inceptionnet predict`: JSON output on a folder with a corrupt file, top-k, Grad-CAM overlays, errors."""
 
+import importlib
 import json
 
 import pytest
@@ -11,6 +12,8 @@ from inceptionnet import create_model, fast, get_spec
 from inceptionnet.cli import main
 from inceptionnet.engine.checkpoint import save_checkpoint
 from peer_parity import randomize_bn
+
+predict_module = importlib.import_module("inceptionnet.predict")
 
 CLASSES = ["circle", "square", "star", "moon"]
 
@@ -80,8 +83,8 @@ def optimize_calls(monkeypatch):
 
 
 def test_optimized_and_plain_predictions_agree(checkpoint, folder, optimize_calls, capsys):
-    fused = inceptionnet.predict(checkpoint, folder, topk=len(CLASSES))
-    assert optimize_calls == [(1, 3, 32, 32)]  # the default path runs the fused graph
+    fused = inceptionnet.predict(checkpoint, folder, topk=len(CLASSES), optimize=True)
+    assert optimize_calls == [(1, 3, 32, 32)]
     assert main(["predict", str(checkpoint), str(folder), "--topk", str(len(CLASSES)), "--json",
                  "--no-optimize"]) == 0
     plain = json.loads(capsys.readouterr().out)
@@ -94,6 +97,14 @@ def test_optimized_and_plain_predictions_agree(checkpoint, folder, optimize_call
         assert [x["class"] for x in f["predictions"]] == [x["class"] for x in p["predictions"]]
         assert [x["probability"] for x in f["predictions"]] == pytest.approx(
             [x["probability"] for x in p["predictions"]], abs=1e-4)
+
+
+def test_the_fused_graph_is_built_by_default_from_enough_images(checkpoint, folder, optimize_calls, monkeypatch):
+    inceptionnet.predict(checkpoint, folder)
+    assert optimize_calls == [], "three images do not pay for building the graph"
+    monkeypatch.setattr(predict_module, "OPTIMIZE_MIN_IMAGES", 3)
+    inceptionnet.predict(checkpoint, folder)
+    assert optimize_calls == [(1, 3, 32, 32)]
 
 
 def test_cam_overlays_one_png_per_image(checkpoint, folder, tmp_path, capsys, optimize_calls):

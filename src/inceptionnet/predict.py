@@ -14,6 +14,9 @@ from .errors import DataError
 from .evaluate.ensemble import Member, load_member, resolve_device
 
 
+# From this many images on, predict builds the fused inference graph by default.
+OPTIMIZE_MIN_IMAGES = 64
+
 def list_images(inputs: str | os.PathLike | Sequence[str | os.PathLike]) -> list[Path]:
     """The image files named by `inputs`: files as given, folders searched recursively (sorted) for image
     extensions. A path that does not exist is a DataError."""
@@ -48,13 +51,15 @@ def _top(member: Member, probs: torch.Tensor, topk: int) -> list[dict]:
 
 def iter_predictions(checkpoint: str | os.PathLike, inputs: str | os.PathLike | Sequence[str | os.PathLike],
                      topk: int = 5, cam_dir: str | os.PathLike | None = None, device: str | None = None,
-                     batch_size: int = 16, optimize: bool = True) -> Iterator[dict]:
+                     batch_size: int = 16, optimize: bool | None = None) -> Iterator[dict]:
     """Yield one result per image, in order: `{"path", "predictions": [{"class", "index", "probability"}...]}`
     (plus `"cam"`, the overlay PNG, with `cam_dir`), or `{"path", "error"}` for a file that cannot be read.
 
     Images go through the model `batch_size` at a time, so a folder of any size streams. `optimize` runs
-    `inceptionnet.optimize`'s float32 inference graph (same probabilities within float rounding); Grad-CAM
-    (`cam_dir`) always runs the plain model, whose layers it hooks and differentiates.
+    `inceptionnet.optimize`'s float32 inference graph (same probabilities within float rounding); None (auto)
+    does so for OPTIMIZE_MIN_IMAGES images or more, since building the graph takes seconds that a handful of
+    images never wins back. Grad-CAM (`cam_dir`) always runs the plain model, whose layers it hooks and
+    differentiates.
     """
     from .analysis.gradcam import GradCAM, model_input_to_image, save_overlay
     from .data.images import BadImageError, load_image
@@ -64,6 +69,8 @@ def iter_predictions(checkpoint: str | os.PathLike, inputs: str | os.PathLike | 
         raise DataError(f"--topk must be at least 1, got {topk}")
     files = list_images(inputs)
     roots = [Path(p) for p in ([inputs] if isinstance(inputs, (str, os.PathLike)) else inputs)]
+    if optimize is None:
+        optimize = len(files) >= OPTIMIZE_MIN_IMAGES
     member = load_member(checkpoint, resolve_device(device), optimize=optimize and cam_dir is None)
     transform = build_eval_transform(member.preprocess)
     cam = GradCAM(member.model) if cam_dir is not None else None
@@ -96,7 +103,7 @@ def iter_predictions(checkpoint: str | os.PathLike, inputs: str | os.PathLike | 
 
 def predict(checkpoint: str | os.PathLike, inputs: str | os.PathLike | Sequence[str | os.PathLike], topk: int = 5,
             cam_dir: str | os.PathLike | None = None, device: str | None = None, batch_size: int = 16,
-            optimize: bool = True) -> list[dict]:
+            optimize: bool | None = None) -> list[dict]:
     """All results of `iter_predictions` as a list (one dict per image, errors included)."""
     return list(iter_predictions(checkpoint, inputs, topk, cam_dir, device, batch_size, optimize))
 

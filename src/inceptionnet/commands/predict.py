@@ -17,8 +17,8 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print one JSON list (errors included as entries)")
     p.add_argument("--cam", default=None, metavar="OUT_DIR", help="write a Grad-CAM overlay PNG per image here")
     p.add_argument("--batch-size", type=int, default=16, help="images per forward pass")
-    p.add_argument("--no-optimize", dest="optimize", action="store_false",
-                   help="run the plain model instead of the fused inference graph (--cam always does)")
+    p.add_argument("--optimize", action=argparse.BooleanOptionalAction, default=None,
+                   help="run the fused inference graph (default: from 64 images on; --cam never does)")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:N (default: cuda when available)")
     return p
 
