@@ -128,8 +128,8 @@ def export(checkpoint: str | os.PathLike | dict, format: str, out: str | os.Path
     The export uses a (batch_size, C, S, S) example (S = `input_size` or the checkpoint's input size);
     the check runs a batch of batch_size + 1 through the written file and through the plain eager model,
     and raises ExportError if any logit differs by more than `atol` x max(1, largest |logit|): fp32 rounding
-    grows with the logits' magnitude (BN folding alone moves logits of ~100 by ~1e-4). `dynamo` selects torch.export-based
-    ONNX. `optimize` writes ONNX and TorchScript from `inceptionnet.optimize(model, backend="eager")`
+    grows with the logits' magnitude (BN folding alone moves logits of ~100 by ~1e-4). `dynamo` selects
+    torch.export-based ONNX. `optimize` writes ONNX and TorchScript from `inceptionnet.optimize(model, backend="eager")`
     (float32, NCHW); False writes the plain model's graph. Returns {"path", "format", "max_abs_diff",
     "check_shape", "optimized"}.
     """

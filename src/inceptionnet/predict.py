@@ -13,7 +13,6 @@ from ._callable import make_module_callable
 from .errors import DataError
 from .evaluate.ensemble import Member, load_member, resolve_device
 
-
 # From this many images on, predict builds the fused inference graph by default.
 OPTIMIZE_MIN_IMAGES = 64
 

@@ -13,7 +13,8 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--format", required=True, help="onnx, torchscript or safetensors")
     p.add_argument("--out", required=True, help="file to write")
     p.add_argument("--input-size", type=int, default=None, help="example input side (default: the model's)")
-    p.add_argument("--atol", type=float, default=1e-4, help="largest allowed |logit difference| vs PyTorch, per unit of max(1, largest |logit|)")
+    p.add_argument("--atol", type=float, default=1e-4,
+                   help="largest allowed |logit difference| vs PyTorch, per unit of max(1, largest |logit|)")
     p.add_argument("--dynamo", action="store_true", help="ONNX via torch.export instead of the TorchScript tracer")
     p.add_argument("--no-optimize", dest="optimize", action="store_false",
                    help="write the plain model's graph instead of the fused one (BN folded, 1x1 convs merged)")

@@ -43,7 +43,6 @@ from .reproducibility import (
 )
 from .runlog import RunLogger
 
-
 # Validation images kept in memory after their first pass when they take at most this much (as float32).
 EVAL_CACHE_BYTES = 512 * 2**20
 
