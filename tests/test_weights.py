@@ -4,9 +4,9 @@ import pytest
 import torch
 from torch import nn
 
-from inceptionnet import WeightsError, load_weights, save_weights
+from inceptionnet import WeightsError, fileio, load_weights, save_weights
 from inceptionnet.engine.checkpoint import load_checkpoint, save_checkpoint
-from inceptionnet.fileio import atomic_write
+from inceptionnet.fileio import atomic_copy, atomic_write
 from inceptionnet.models.base import InceptionClassifier
 
 
@@ -106,3 +106,16 @@ def test_atomic_write_keeps_old_file_when_writer_dies(tmp_path):
         atomic_write(target, dies)
     assert load_checkpoint(target)["step"] == 1
     assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]
+
+
+@pytest.mark.parametrize("can_link", [True, False])
+def test_atomic_copy_stays_independent_of_its_source(tmp_path, monkeypatch, can_link):
+    last, best = tmp_path / "last.pt", tmp_path / "best.pt"
+    save_checkpoint(last, {"step": 1})
+    if not can_link:  # a filesystem without hard links: the bytes are copied
+        monkeypatch.setattr(fileio.os, "link", lambda *a: (_ for _ in ()).throw(OSError("no links here")))
+    atomic_copy(last, best)
+    assert (best.stat().st_ino == last.stat().st_ino) == can_link
+    save_checkpoint(last, {"step": 2})  # replaced by rename: best keeps the old checkpoint
+    assert load_checkpoint(best)["step"] == 1 and load_checkpoint(last)["step"] == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["best.pt", "last.pt"]

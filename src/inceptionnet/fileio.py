@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -31,6 +32,21 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> Path:
     finally:
         os.close(dir_fd)
     return path
+
+
+def atomic_copy(source: str | os.PathLike, path: str | os.PathLike) -> Path:
+    """Make `path` a copy of `source` atomically: a hard link where the filesystem allows (no bytes
+    copied; our files are only ever replaced by rename, never rewritten in place, so the two names stay
+    independent), else a byte copy."""
+
+    def write(tmp: str) -> None:
+        os.unlink(tmp)  # mkstemp's empty file: the link needs the name free
+        try:
+            os.link(source, tmp)
+        except OSError:
+            shutil.copyfile(source, tmp)
+
+    return atomic_write(path, write)
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:

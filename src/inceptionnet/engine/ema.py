@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 from torch import nn
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+from torch.optim.swa_utils import AveragedModel
 
 
 class EMAUpdate:
@@ -21,9 +21,14 @@ class EMAUpdate:
             return self.decay
         return min(self.decay, (1 + num_averaged) / (10 + num_averaged))
 
+    @torch.no_grad()
     def __call__(self, ema_params, model_params, num_averaged: torch.Tensor) -> None:
-        decay = self.effective_decay(int(num_averaged))
-        get_ema_multi_avg_fn(decay)(ema_params, model_params, num_averaged)
+        if not ema_params[0].is_floating_point():
+            # Integer buffers (BN's num_batches_tracked) are counts, not weights: take the model's. Averaging
+            # them as torch's EMA does costs four tensor operations per BN layer and step.
+            torch._foreach_copy_(ema_params, model_params)
+            return
+        torch._foreach_lerp_(ema_params, model_params, 1.0 - self.effective_decay(int(num_averaged)))
 
 
 def build_ema(model: nn.Module, decay: float, warmup: bool = True) -> AveragedModel:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import shutil
 import time
 import warnings
 from collections.abc import Iterable
@@ -23,7 +22,7 @@ import torch
 from torch import Tensor, nn
 
 from ..errors import ConfigError, DataError, InceptionNetError, WeightsError
-from ..fileio import atomic_write
+from ..fileio import atomic_copy
 from ..models import create_model, get_spec
 from ..recipes import Recipe
 from . import distributed as dist
@@ -388,12 +387,14 @@ class Trainer:
             loaded = time.perf_counter()
             self.note_skipped(batch.skipped)
             self.train_batch(batch.images, batch.targets, index)
+            # A window whose every batch was skipped (non-finite or unreadable) makes no update.
+            stepped = self.ends_accumulation(self.batch_in_epoch) and self.grads_pending
+            if stepped:
+                self.optimizer_step()
             done = time.perf_counter()
             self.stats.data_time += loaded - tick
             self.stats.compute_time += done - loaded
-            # A window whose every batch was skipped (non-finite or unreadable) makes no update.
-            if self.ends_accumulation(self.batch_in_epoch) and self.grads_pending:
-                self.optimizer_step()
+            if stepped:
                 bar.set_postfix(loss=f"{self.stats.loss_sum / max(self.stats.count, 1):.3f}",
                                 data=f"{loaded - tick:.3f}s", compute=f"{done - loaded:.3f}s")
                 if (self.options.save_every_steps and self.step % self.options.save_every_steps == 0
@@ -534,7 +535,7 @@ class Trainer:
         self.stats = EpochStats()
         self.save_last()
         if improved and self.ctx.is_main:
-            atomic_write(self.run_dir / "best.pt", lambda tmp: shutil.copyfile(self.run_dir / "last.pt", tmp))
+            atomic_copy(self.run_dir / "last.pt", self.run_dir / "best.pt")
         self.log.log_epoch(self.epoch, self.recipe.epochs, metrics)
         self.log.scalars(self.epoch, {"nonfinite_skipped": self.nonfinite_total})
 
