@@ -4,14 +4,17 @@
         [--configs eager,eager_cl,compile]
 
 Both sides train without aux heads (timm's Inception-v3 has none), cross-entropy on random labels,
-SGD with momentum. Each peer configuration is tried briefly and the fastest kept; ours is
-`optimize(model, mode="train")` and, with "compile" in --configs, `optimize(..., backend="compile")`.
+SGD with momentum. Each peer configuration is tried briefly and the fastest kept (the peer steps with
+torch.optim.SGD as constructed by default; "eager_cl_fused" gives it the fused SGD our engine uses, for
+reference); ours is `optimize(model, mode="train")` (and, with "compile" in --configs,
+`optimize(..., backend="compile")`) stepped by the engine's `build_optimizer`.
 Then ours and the best peer alternate for --rounds rounds. FLOPs per step are counted (forward + backward).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 
 import torch
 from torch import nn
@@ -27,18 +30,23 @@ from common import (
     timed_build,
 )
 from inceptionnet import optimize
+from inceptionnet.engine.optim import build_optimizer
+from inceptionnet.recipes import get_recipe
 from pairs import PAIRS, ours
 from peak import measure_peak
 
-CONFIGS = ("eager", "eager_cl", "compile")
+CONFIGS = ("eager", "eager_cl", "eager_cl_fused", "compile")
+LR, MOMENTUM = 0.01, 0.9
 
 
-def train_step(model: nn.Module, x: torch.Tensor, memory_format: torch.memory_format):
-    """One SGD step of `model` on (x, random labels) as a closure; the model is trained in place."""
+def train_step(model: nn.Module, x: torch.Tensor, memory_format: torch.memory_format, optimizer=None):
+    """One SGD step of `model` on (x, random labels) as a closure; the model is trained in place.
+    `optimizer` defaults to torch.optim.SGD as a user constructs it (lr 0.01, momentum 0.9)."""
     model.train()
     x = x.contiguous(memory_format=memory_format)
     target = torch.randint(0, 1000, (x.shape[0],))
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    if optimizer is None:
+        optimizer = torch.optim.SGD(model.parameters(), lr=LR, momentum=MOMENTUM)
     loss_fn = nn.CrossEntropyLoss()
 
     def step():
@@ -57,12 +65,15 @@ def peer_step(build, config: str, x: torch.Tensor):
     model = model.to(memory_format=memory_format)
     if config == "compile":
         model = torch.compile(model)
-    return train_step(model, x, memory_format)
+    fused = torch.optim.SGD(model.parameters(), lr=LR, momentum=MOMENTUM, fused=True) if config.endswith("fused") \
+        else None
+    return train_step(model, x, memory_format, fused)
 
 
 def our_step(name: str, backend: str, x: torch.Tensor):
     model = optimize(ours(name), mode="train", backend=backend)
-    return train_step(model, x, torch.channels_last)
+    recipe = dataclasses.replace(get_recipe("googlenet-paper"), lr=LR, momentum=MOMENTUM, weight_decay=0.0)
+    return train_step(model, x, torch.channels_last, build_optimizer(model, recipe))
 
 
 def run_pair(key: str, args: argparse.Namespace, peak: float) -> list[str]:
