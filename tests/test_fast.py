@@ -105,3 +105,14 @@ def test_optimize_rejects_unknown_mode_and_backend():
         optimize(model, backend="tensorrt")
     with pytest.raises(ConfigError, match="inference-only"):
         optimize(model, mode="train", backend="jit")
+
+
+def test_default_backend_is_the_fused_graph_without_autograd():
+    model = create_model("inception_cifar").eval()
+    x = torch.randn(2, 3, 32, 32)
+    default = optimize(model)
+    assert isinstance(default.run, torch.fx.GraphModule)
+    assert not default(x).requires_grad
+    assert optimize(model, backend="eager")(x).requires_grad, "an explicit eager graph stays differentiable"
+    with torch.no_grad():
+        assert torch.allclose(default(x), model(x), atol=1e-5)

@@ -12,10 +12,11 @@ architecture built from Conv2d/BatchNorm2d/pooling modules (ours, and torchvisio
    convolution whose output is split along channels (one bigger GEMM instead of several small ones;
    the input is read once).
 4. Dropout (identity in eval) removed.
-Then channels_last (oneDNN's native layout on CPU) and a backend: "jit" (torch.jit.freeze +
-optimize_for_inference: pre-packed oneDNN weights, conv+ReLU fused; a few seconds), "compile"
-(torch.compile with Inductor freezing; faster, but a minute or more of compilation, so opt-in),
-or "eager" (the fused fx graph itself: exportable, scriptable, differentiable).
+Then channels_last (oneDNN's native layout on CPU) and a backend: "eager" (the fused fx graph itself:
+exportable, scriptable, differentiable; the default "auto" runs it without autograd), "jit"
+(torch.jit.freeze + optimize_for_inference; a few seconds to build) or "compile" (torch.compile with
+Inductor freezing: the fastest, but up to a minute of compilation, so opt-in). On two CPU cores the
+eager graph ran GoogLeNet at 46 images/s against 32 for jit (bench/RESULTS.md).
 
 Training (`mode="train"`) keeps the model's own modules and parameters (optimizer state, checkpoints
 and DDP see the same tensors): BN cannot be folded while its statistics are being learnt, and the
@@ -55,10 +56,11 @@ def optimize(model: nn.Module, mode: str = "inference", *, backend: str = "auto"
     """Return a faster model computing the same (N, num_classes) logits from (N, C, H, W) images.
 
     `mode="inference"`: a new eval-mode model (the given one is not changed) with BN folded, sibling
-    1x1 convolutions merged, in channels_last, run by `backend` ("auto" = "jit" on CPU, "eager"
-    elsewhere; "compile" is opt-in because compiling takes a minute or more). `dtype=torch.bfloat16`
-    runs in bf16 (default: bf16 only where the hardware has it). `example_input` (default: one image
-    at the model's default size) is used to trace the "jit" backend; other batch and image sizes
+    1x1 convolutions merged, in channels_last, run by `backend` ("auto" = the eager graph under
+    inference mode; "eager" keeps it differentiable; "compile" is opt-in because compiling takes up to a
+    minute). `dtype=torch.bfloat16` runs in bf16 (default: bf16 only where the hardware has it).
+    `example_input` (default: one image at the model's default size) is used to trace the "jit" and
+    "compile" backends; other batch and image sizes
     work too. The result takes `model(x)` like the original, gives the same too-small-input error,
     and has no aux heads: `model(x, with_aux=True)` returns `(logits, ())`.
 
@@ -76,8 +78,9 @@ def optimize(model: nn.Module, mode: str = "inference", *, backend: str = "auto"
         return _optimize_train(model, backend, channels_last)
     if dtype is None:
         dtype = torch.bfloat16 if device.type == "cpu" and has_bf16_hardware() else torch.float32
+    no_grad = backend != "eager"
     if backend == "auto":
-        backend = "jit" if device.type == "cpu" and dtype == torch.float32 else "eager"
+        backend = "eager"
     graph = fuse_for_inference(model)
     graph.to(dtype=dtype)
     if channels_last:
@@ -86,7 +89,7 @@ def optimize(model: nn.Module, mode: str = "inference", *, backend: str = "auto"
         size = getattr(getattr(model, "spec", None), "default_input_size", 224)
         example_input = torch.randn(1, getattr(model, "in_chans", 3), size, size)
     run = _apply_backend(graph, backend, _as_input(example_input.to(device), dtype, channels_last))
-    return OptimizedModel(run, model, dtype, channels_last, no_grad=backend != "eager")
+    return OptimizedModel(run, model, dtype, channels_last, no_grad=no_grad)
 
 
 def _device_of(model: nn.Module) -> torch.device:
