@@ -22,6 +22,7 @@ import torch
 from torch import Tensor, nn
 
 from ..errors import ConfigError, DataError, InceptionNetError, WeightsError
+from ..fast import optimize
 from ..fileio import atomic_copy
 from ..models import create_model, get_spec
 from ..recipes import Recipe
@@ -215,9 +216,8 @@ class Trainer:
             for module in model.modules():
                 if isinstance(module, nn.modules.batchnorm._BatchNorm):
                     module.requires_grad_(False)
-        model.to(self.device)
-        if r.channels_last:
-            model.to(memory_format=torch.channels_last)
+        # The training fast path: the model's own modules (BN keeps learning), channels_last when the recipe asks.
+        model = optimize(model.to(self.device), mode="train", channels_last=r.channels_last)
         self.model = model
         self.optimizer = build_optimizer(model, dataclasses.replace(r, lr=self.batch_plan.lr))
         self.scheduler = build_scheduler(self.optimizer, r, self.steps_per_epoch)
