@@ -10,3 +10,19 @@ torch.set_num_threads(min(2, os.cpu_count() or 1))
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
+
+
+@pytest.fixture
+def optimize_calls(monkeypatch):
+    """The example input shapes `inceptionnet.fast.optimize` is called with (it still runs)."""
+    from inceptionnet import fast
+
+    calls = []
+    optimize = fast.optimize
+
+    def recording_optimize(model, *args, **kwargs):
+        calls.append(tuple(kwargs["example_input"].shape))
+        return optimize(model, *args, **kwargs)
+
+    monkeypatch.setattr(fast, "optimize", recording_optimize)
+    return calls

@@ -228,16 +228,9 @@ def test_optimized_and_plain_ensembles_agree_image_by_image(random_ensemble):
     assert (probs[True] - probs[False]).abs().max() <= 1e-4
 
 
-def test_eval_runs_the_optimized_model_traced_at_the_checkpoint_size(random_ensemble, tmp_path, monkeypatch):
+def test_eval_runs_the_optimized_model_traced_at_the_checkpoint_size(random_ensemble, tmp_path, optimize_calls):
     data, ckpts = random_ensemble
-    traced_at = []
-    optimize = fast.optimize
-
-    def recording_optimize(model, *args, **kwargs):
-        traced_at.append(tuple(kwargs["example_input"].shape))
-        return optimize(model, *args, **kwargs)
-
-    monkeypatch.setattr(fast, "optimize", recording_optimize)
+    traced_at = optimize_calls
     (member,) = load_members(ckpts[1:], resolve_device("cpu"))
     assert isinstance(member.model, fast.OptimizedModel) and member.device == torch.device("cpu")
     assert traced_at == [(1, 3, 24, 24)]  # the checkpoint's own input size, not the model's default

@@ -8,7 +8,7 @@ import torch
 from PIL import Image
 
 import inceptionnet
-from inceptionnet import create_model, fast, get_spec
+from inceptionnet import create_model, get_spec
 from inceptionnet.cli import main
 from inceptionnet.engine.checkpoint import save_checkpoint
 from peer_parity import randomize_bn
@@ -66,20 +66,6 @@ def test_probabilities_are_the_models_softmax(checkpoint, folder):
         probs = model(build_eval_transform(pre)(load_image(folder / "top.png"))[None]).softmax(1)[0]
     got = {p["class"]: p["probability"] for p in result["predictions"]}
     assert got == pytest.approx({n: float(p) for n, p in zip(names, probs, strict=True)}, abs=1e-6)
-
-
-@pytest.fixture
-def optimize_calls(monkeypatch):
-    """The example input shapes `inceptionnet.fast.optimize` is called with (it still runs)."""
-    calls = []
-    optimize = fast.optimize
-
-    def recording_optimize(model, *args, **kwargs):
-        calls.append(tuple(kwargs["example_input"].shape))
-        return optimize(model, *args, **kwargs)
-
-    monkeypatch.setattr(fast, "optimize", recording_optimize)
-    return calls
 
 
 def test_optimized_and_plain_predictions_agree(checkpoint, folder, optimize_calls, capsys):
