@@ -2,6 +2,7 @@
 skipped and counted (fatal with --strict), non-finite losses are skipped, the run folder is complete."""
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -63,6 +64,31 @@ def test_bad_options_are_one_line(tmp_path, capsys, extra, match):
 def test_resume_of_a_folder_without_checkpoint_is_one_line(tmp_path, capsys):
     assert main(["train", "--resume", str(tmp_path)]) == 2
     assert "no last.pt" in one_error_line(capsys)
+
+
+def test_a_folder_holding_a_run_is_not_overwritten(tmp_path, capsys):
+    data = make_image_folder(tmp_path / "data")
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "last.pt").write_bytes(b"a previous run's checkpoint")
+    assert main(tiny_run(data, run)) == 2
+    assert "--resume" in one_error_line(capsys)
+    assert (run / "last.pt").read_bytes() == b"a previous run's checkpoint"
+
+
+def test_the_demo_moves_its_previous_run_aside(tmp_path):
+    from inceptionnet.commands.demo import keep_previous_run
+
+    runs = tmp_path / "runs"
+    kept = []
+    for attempt in range(2):
+        (runs / "demo").mkdir(parents=True)
+        (runs / "demo" / "last.pt").write_text(f"run {attempt}")
+        os.utime(runs / "demo", (1_700_000_000, 1_700_000_000))  # both runs ended in the same second
+        kept.append(keep_previous_run(runs / "demo"))
+    assert not (runs / "demo").exists()
+    assert kept[1] == kept[0].with_name(kept[0].name + "-2")
+    assert [(k / "last.pt").read_text() for k in kept] == ["run 0", "run 1"]
 
 
 def add_bad_files(data: Path) -> set[str]:

@@ -140,6 +140,9 @@ class Trainer:
         # A default run folder carries a timestamp: every rank must use rank 0's.
         options.out = dist.broadcast_object(options.out)
         self.run_dir = Path(options.out)
+        if resume is None and (self.run_dir / "last.pt").exists():
+            raise ConfigError(f"--out {self.run_dir} already holds a run (last.pt): continue it with --resume "
+                              f"{self.run_dir}, or choose another --out")
         resume_epoch = resume["epoch"] if resume else None
         self.log = RunLogger(self.run_dir, is_main=self.ctx.is_main, quiet=options.quiet, resume_epoch=resume_epoch)
         self.skipped: dict[str, str] = {}
