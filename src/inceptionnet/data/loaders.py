@@ -26,7 +26,7 @@ def derive_seed(*keys: int) -> int:
 
 
 def seed_everything(seed: int) -> None:
-    """Seed Python's `random`, NumPy's global RNG and torch's CPU generator."""
+    """Seed Python's `random`, NumPy's global RNG and torch (CPU and every GPU) from one integer."""
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)

@@ -31,13 +31,6 @@ def mix_seed(*parts: int) -> int:
     return h
 
 
-def seed_everything(seed: int) -> None:
-    """Seed Python's `random`, NumPy and torch (CPU and every GPU) from one integer."""
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-
-
 def set_deterministic(enabled: bool) -> None:
     """Ask torch for deterministic kernels (and cuDNN without benchmarking) when `enabled`."""
     if enabled:  # cuBLAS is only deterministic with a fixed workspace; must be set before its first use

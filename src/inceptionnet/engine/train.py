@@ -21,6 +21,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from ..data.loaders import seed_everything
 from ..errors import ConfigError, DataError, InceptionNetError, WeightsError
 from ..fast import optimize
 from ..fileio import atomic_copy
@@ -38,7 +39,6 @@ from .reproducibility import (
     mix_seed,
     restore_rng_state,
     rng_state,
-    seed_everything,
     set_deterministic,
 )
 from .runlog import RunLogger
