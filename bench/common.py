@@ -56,7 +56,9 @@ def machine_header() -> str:
 
 def has_bf16_hardware() -> bool:
     """True when oneDNN has native bf16 instructions here (AVX512-BF16 or AMX)."""
-    return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    from inceptionnet.runtime import native_bf16
+
+    return native_bf16("cpu")
 
 
 def count_flops(fn: Callable[[], object]) -> int:

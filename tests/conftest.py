@@ -26,3 +26,20 @@ def optimize_calls(monkeypatch):
 
     monkeypatch.setattr(fast, "optimize", recording_optimize)
     return calls
+
+
+def pytest_addoption(parser):
+    parser.addoption("--assume-native-bf16", action="store_true",
+                     help="run as if this CPU had native bf16 units (AMX/AVX512-BF16): the `auto` precision "
+                          "policy then picks bf16, which runs emulated where the CPU lacks them")
+
+
+@pytest.fixture(autouse=True)
+def _native_bf16(request, monkeypatch):
+    """Under --assume-native-bf16, `inceptionnet.runtime.native_bf16` answers True for the CPU."""
+    if request.config.getoption("--assume-native-bf16"):
+        from inceptionnet import runtime
+
+        real = runtime.native_bf16
+        monkeypatch.setattr(runtime, "native_bf16", lambda device="cpu": torch.device(device).type == "cpu"
+                            or real(device))

@@ -15,11 +15,14 @@ from inceptionnet.engine.train import TrainOptions, fit
 from inceptionnet.models import create_model
 from inceptionnet.recipes import get_recipe
 
+pytestmark = pytest.mark.precision  # fp32 comparisons, rerun as both CPU kinds in CI
+
 # BN in eval mode (freeze_bn) and no dropout: a batch's gradient is then the mean of its samples' gradients,
-# whatever the micro-batching, so the runs below differ only where the feature under test acts.
+# whatever the micro-batching, so the runs below differ only where the feature under test acts. fp32 and
+# NCHW unless a test says otherwise: the comparisons below are at float32 rounding.
 PLAIN_SGD = dict(epochs=1, optimizer="sgd", lr=0.01, momentum=0.0, nesterov=False, weight_decay=0.0,
                  schedule="constant", warmup_epochs=0.0, label_smoothing=0.0, ema_decay=0.0, freeze_bn=True,
-                 pad_crop=0, scale_min=1.0, hflip=False)
+                 pad_crop=0, scale_min=1.0, hflip=False, precision="fp32", channels_last=False)
 
 
 @pytest.fixture(scope="module")

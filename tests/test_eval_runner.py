@@ -19,9 +19,10 @@ from inceptionnet.data.folder import ImageDataset, scan_image_folder
 from inceptionnet.data.synthetic import ensure_synthetic_dataset
 from inceptionnet.data.transforms import build_eval_transform
 from inceptionnet.engine.checkpoint import load_checkpoint, save_checkpoint
-from inceptionnet.evaluate.ensemble import load_members, resolve_device
+from inceptionnet.evaluate.ensemble import load_members
 from inceptionnet.evaluate.runner import PerMemberTransform, iter_probabilities
 from inceptionnet.evaluate.tta import MultiCropTransform
+from inceptionnet.runtime import resolve_device
 from peer_parity import randomize_bn
 
 NAMES = ["cat", "dog", "owl"]

@@ -11,6 +11,8 @@ from inceptionnet.fast import fuse_for_inference, optimize
 
 MODELS = list_models()
 
+pytestmark = pytest.mark.precision  # fp32 comparisons, rerun as both CPU kinds in CI
+
 
 def _randomize_norms(model: nn.Module) -> nn.Module:
     """Give every BN non-trivial eval statistics, so folding them is actually exercised."""

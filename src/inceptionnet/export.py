@@ -27,6 +27,7 @@ from . import fast
 from ._callable import make_module_callable
 from .errors import ConfigError, InceptionNetError
 from .fileio import atomic_write
+from .runtime import LOGIT_TOLERANCE, Precision, choose_inference_precision
 
 FORMATS = ("onnx", "torchscript", "safetensors")
 ONNX_OPSET = 17
@@ -122,16 +123,20 @@ _RUNNERS: dict[str, Callable[[str, Tensor], Tensor]] = {"onnx": _run_onnx, "torc
 
 
 def export(checkpoint: str | os.PathLike | dict, format: str, out: str | os.PathLike, input_size: int | None = None,
-           batch_size: int = 2, atol: float = 1e-4, dynamo: bool = False, optimize: bool = True) -> dict:
+           batch_size: int = 2, atol: float | None = None, dynamo: bool = False, optimize: bool = True,
+           precision: str = "auto") -> dict:
     """Export `checkpoint`'s model (eval mode, no aux heads) to `out` as `format` and check it.
 
     The export uses a (batch_size, C, S, S) example (S = `input_size` or the checkpoint's input size);
     the check runs a batch of batch_size + 1 through the written file and through the plain eager model,
-    and raises ExportError if any logit differs by more than `atol` x max(1, largest |logit|): fp32 rounding
-    grows with the logits' magnitude (BN folding alone moves logits of ~100 by ~1e-4). `dynamo` selects
+    and raises ExportError if any logit differs by more than `atol` x max(1, largest |logit|): rounding
+    grows with the logits' magnitude (BN folding alone moves logits of ~100 by ~1e-4); `atol` None takes
+    the tolerance of the precision written (`inceptionnet.runtime.LOGIT_TOLERANCE`). `dynamo` selects
     torch.export-based ONNX. `optimize` writes ONNX and TorchScript from `inceptionnet.optimize(model, backend="eager")`
-    (float32, NCHW); False writes the plain model's graph. Returns {"path", "format", "max_abs_diff",
-    "check_shape", "optimized"}.
+    (NCHW); False writes the plain model's graph. `precision`: ONNX and safetensors are float32 (onnxruntime's
+    CPU kernels run float32 and int8, not bf16; safetensors holds the plain weights); TorchScript follows
+    `inceptionnet.runtime.choose_inference_precision` (`auto` measures bf16 on the check batch where the CPU
+    has native bf16). Returns {"path", "format", "max_abs_diff", "check_shape", "optimized", "precision"}.
     """
     from .engine.checkpoint import load_checkpoint, model_from_checkpoint
 
@@ -148,10 +153,10 @@ def export(checkpoint: str | os.PathLike | dict, format: str, out: str | os.Path
     with torch.inference_mode():
         model(check)  # a too-small input_size fails here with the model's own clear message
     optimized = optimize and format != "safetensors"
-    exported = plain
-    if optimized:
-        exported = LogitsOnly(fast.optimize(model, backend="eager", channels_last=False, dtype=torch.float32)).eval()
-    result: dict[str, Any] = {"format": format, "check_shape": list(check.shape), "optimized": optimized}
+    chosen, exported = _exported_graph(model, plain, format, optimized, precision, check)
+    atol = LOGIT_TOLERANCE[chosen.name] if atol is None else atol
+    result: dict[str, Any] = {"format": format, "check_shape": list(check.shape), "optimized": optimized,
+                              "precision": chosen.name}
 
     def write_and_check(tmp: str) -> None:
         with warnings.catch_warnings():
@@ -181,9 +186,27 @@ def export(checkpoint: str | os.PathLike | dict, format: str, out: str | os.Path
     return result
 
 
+def _exported_graph(model: nn.Module, plain: nn.Module, format: str, optimized: bool, precision: str,
+                    check: Tensor) -> tuple[Precision, nn.Module]:
+    """The precision and the module to export (see `export`'s docstring for which precision each format takes)."""
+    cpu = torch.device("cpu")
+    if format != "torchscript" or not optimized:
+        if precision not in ("auto", "fp32"):
+            hint = "drop --no-optimize" if format == "torchscript" else "--format torchscript runs in bf16"
+            raise ConfigError(f"--precision {precision}: this {format} export is float32 ({hint})")
+        if not optimized:
+            return Precision("fp32", "cpu", "plain model"), plain
+        return Precision("fp32", "cpu", f"{format} is float32"), LogitsOnly(
+            fast.optimize(model, backend="eager", channels_last=False, dtype=torch.float32)).eval()
+    return choose_inference_precision(
+        precision, cpu, lambda dtype: LogitsOnly(fast.optimize(model, backend="eager", channels_last=False,
+                                                               dtype=dtype)).eval(), lambda: check)
+
+
 def describe(result: dict) -> str:
     """One line for the CLI: where the export went and how closely it matches eager PyTorch."""
-    return (f"wrote {result['path']} ({result['format']}); max |diff| vs PyTorch {result['max_abs_diff']:.2e} on a "
+    return (f"wrote {result['path']} ({result['format']}, {result['precision']}); max |diff| vs PyTorch "
+            f"{result['max_abs_diff']:.2e} on a "
             f"batch of shape {tuple(result['check_shape'])}")
 
 

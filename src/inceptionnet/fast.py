@@ -45,11 +45,6 @@ BACKENDS = ("auto", "eager", "jit", "compile")
 _RELUS = (nn.ReLU, F.relu, torch.relu)
 
 
-def has_bf16_hardware() -> bool:
-    """True when this CPU has native bf16 matrix instructions (AVX512-BF16 or AMX) for oneDNN."""
-    return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
-
-
 def optimize(model: nn.Module, mode: str = "inference", *, backend: str = "auto",
              channels_last: bool | None = None, dtype: torch.dtype | None = None,
              example_input: Tensor | None = None) -> nn.Module:
@@ -58,7 +53,8 @@ def optimize(model: nn.Module, mode: str = "inference", *, backend: str = "auto"
     `mode="inference"`: a new eval-mode model (the given one is not changed) with BN folded, sibling
     1x1 convolutions merged, in channels_last, run by `backend` ("auto" = the eager graph under
     inference mode; "eager" keeps it differentiable; "compile" is opt-in because compiling takes up to a
-    minute). `dtype=torch.bfloat16` runs in bf16 (default: bf16 only where the hardware has it).
+    minute). `dtype` is the compute dtype: float32 unless asked (the same logits as the model, on every
+    CPU); `dtype=torch.bfloat16` runs in bf16 (see `inceptionnet.runtime` for when that pays).
     `example_input` (default: one image at the model's default size) is used to trace the "jit" and
     "compile" backends; other batch and image sizes
     work too. The result takes `model(x)` like the original, gives the same too-small-input error,
@@ -77,7 +73,7 @@ def optimize(model: nn.Module, mode: str = "inference", *, backend: str = "auto"
     if mode == "train":
         return _optimize_train(model, backend, channels_last)
     if dtype is None:
-        dtype = torch.bfloat16 if device.type == "cpu" and has_bf16_hardware() else torch.float32
+        dtype = torch.float32
     no_grad = backend != "eager"
     if backend == "auto":
         backend = "eager"

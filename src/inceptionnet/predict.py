@@ -11,7 +11,8 @@ import torch
 
 from ._callable import make_module_callable
 from .errors import DataError
-from .evaluate.ensemble import Member, load_member, resolve_device
+from .evaluate.ensemble import Member, accelerate, load_member
+from .runtime import resolve_device
 
 # From this many images on, predict builds the fused inference graph by default.
 OPTIMIZE_MIN_IMAGES = 64
@@ -50,15 +51,17 @@ def _top(member: Member, probs: torch.Tensor, topk: int) -> list[dict]:
 
 def iter_predictions(checkpoint: str | os.PathLike, inputs: str | os.PathLike | Sequence[str | os.PathLike],
                      topk: int = 5, cam_dir: str | os.PathLike | None = None, device: str | None = None,
-                     batch_size: int = 16, optimize: bool | None = None) -> Iterator[dict]:
-    """Yield one result per image, in order: `{"path", "predictions": [{"class", "index", "probability"}...]}`
-    (plus `"cam"`, the overlay PNG, with `cam_dir`), or `{"path", "error"}` for a file that cannot be read.
+                     batch_size: int = 16, optimize: bool | None = None, precision: str = "auto") -> Iterator[dict]:
+    """Yield one result per image, in order: `{"path", "predictions": [{"class", "index", "probability"}...],
+    "precision"}` (plus `"cam"`, the overlay PNG, with `cam_dir`), or `{"path", "error"}` for a file that
+    cannot be read.
 
     Images go through the model `batch_size` at a time, so a folder of any size streams. `optimize` runs
     `inceptionnet.optimize`'s float32 inference graph (same probabilities within float rounding); None (auto)
     does so for OPTIMIZE_MIN_IMAGES images or more, since building the graph takes seconds that a handful of
-    images never wins back. Grad-CAM (`cam_dir`) always runs the plain model, whose layers it hooks and
-    differentiates.
+    images never wins back. `precision` (auto/fp32/bf16/fp16) applies to that graph, `auto` measuring bf16
+    against fp32 on the first images where the device has native bf16. Grad-CAM (`cam_dir`) always runs the
+    plain float32 model, whose layers it hooks and differentiates.
     """
     from .analysis.gradcam import GradCAM, model_input_to_image, save_overlay
     from .data.images import BadImageError, load_image
@@ -70,8 +73,12 @@ def iter_predictions(checkpoint: str | os.PathLike, inputs: str | os.PathLike | 
     roots = [Path(p) for p in ([inputs] if isinstance(inputs, (str, os.PathLike)) else inputs)]
     if optimize is None:
         optimize = len(files) >= OPTIMIZE_MIN_IMAGES
-    member = load_member(checkpoint, resolve_device(device), optimize=optimize and cam_dir is None)
+    optimize = optimize and cam_dir is None
+    member = load_member(checkpoint, resolve_device(device), optimize=False,
+                         precision="fp32" if optimize else precision)
     transform = build_eval_transform(member.preprocess)
+    if optimize:
+        member = accelerate(member, precision, lambda: _first_images(files, transform))
     cam = GradCAM(member.model) if cam_dir is not None else None
     for start in range(0, len(files), max(1, batch_size)):
         chunk, results, tensors = files[start:start + max(1, batch_size)], [], []
@@ -93,6 +100,7 @@ def iter_predictions(checkpoint: str | os.PathLike, inputs: str | os.PathLike | 
             good = [r for r in results if "error" not in r]
             for i, result in enumerate(good):
                 result["predictions"] = _top(member, probs[i], topk)
+                result["precision"] = member.precision.name
                 if heatmaps is not None:
                     target = Path(cam_dir) / _cam_name(Path(result["path"]), roots)
                     image = model_input_to_image(x[i].cpu(), member.preprocess)
@@ -100,11 +108,26 @@ def iter_predictions(checkpoint: str | os.PathLike, inputs: str | os.PathLike | 
         yield from results
 
 
+def _first_images(files: Sequence[Path], transform, count: int = 16) -> torch.Tensor | None:
+    """The first `count` readable images of `files` as model inputs (N, C, S, S), or None."""
+    from .data.images import BadImageError, load_image
+
+    tensors = []
+    for path in files:
+        try:
+            tensors.append(transform(load_image(path)))
+        except BadImageError:
+            continue
+        if len(tensors) == count:
+            break
+    return torch.stack(tensors) if tensors else None
+
+
 def predict(checkpoint: str | os.PathLike, inputs: str | os.PathLike | Sequence[str | os.PathLike], topk: int = 5,
             cam_dir: str | os.PathLike | None = None, device: str | None = None, batch_size: int = 16,
-            optimize: bool | None = None) -> list[dict]:
+            optimize: bool | None = None, precision: str = "auto") -> list[dict]:
     """All results of `iter_predictions` as a list (one dict per image, errors included)."""
-    return list(iter_predictions(checkpoint, inputs, topk, cam_dir, device, batch_size, optimize))
+    return list(iter_predictions(checkpoint, inputs, topk, cam_dir, device, batch_size, optimize, precision))
 
 
 make_module_callable(__name__, predict)

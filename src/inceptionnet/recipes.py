@@ -15,6 +15,7 @@ import typing
 from dataclasses import dataclass
 
 from .errors import ConfigError
+from .runtime import PRECISIONS
 
 OPTIMIZERS = ("sgd", "rmsprop_tf", "adam", "adamw")
 SCHEDULES = ("constant", "step", "cosine")
@@ -31,6 +32,8 @@ class Recipe:
     weights that is evaluated and saved; `ema_warmup` lowers the decay early on
     (min(decay, (1 + n) / (10 + n)) after n updates) so short runs get a useful average.
     `body_lr_scale` multiplies the lr of every parameter outside the classifier heads (fine-tuning).
+    `precision` is auto/fp32/bf16/fp16 and `channels_last` None means "where it measured faster"
+    (`inceptionnet.runtime`: auto is bf16 where the device has native bf16, fp32 elsewhere).
     """
 
     name: str = "custom"
@@ -74,14 +77,16 @@ class Recipe:
     new_head: bool = False
     freeze_bn: bool = False
     accum_steps: int = 1
-    amp: bool = False
-    channels_last: bool = False
+    precision: str = "auto"
+    channels_last: bool | None = None
     max_nonfinite: int = 20
 
     def validate(self) -> Recipe:
         """Raise `ConfigError` naming the first field whose value cannot work; return self."""
         if self.optimizer not in OPTIMIZERS:
             raise ConfigError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}")
+        if self.precision not in PRECISIONS:
+            raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
         if self.schedule not in SCHEDULES:
             raise ConfigError(f"schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}")
         positive = {"epochs": self.epochs, "batch_size": self.batch_size, "lr": self.lr,
@@ -147,7 +152,7 @@ RECIPES: dict[str, Recipe] = {
     "demo": Recipe(
         name="demo", epochs=18, batch_size=32, img_size=32, optimizer="adam", lr=2e-3, weight_decay=0.0,
         schedule="cosine", warmup_epochs=0.2, aux_logits=True, aux_weight=0.3, ema_decay=0.99, scale_min=0.8,
-        hflip=True, channels_last=True),
+        hflip=True),
 }
 
 

@@ -16,7 +16,7 @@ RESUMABLE_CHANGES = ("epochs", "workers", "device", "quiet", "save_every_steps")
 
 def train(model: str | None = None, recipe: str | None = None, data: str | None = None, *,
           epochs: int | None = None, batch_size: int | None = None, img_size: int | None = None,
-          lr: float | None = None, amp: bool | None = None, overrides: dict[str, Any] | None = None,
+          lr: float | None = None, precision: str | None = None, overrides: dict[str, Any] | None = None,
           resume: str | None = None, out: str | None = None, **options: Any) -> dict[str, Any]:
     """Train `model` (default googlenet_bn) with `recipe` (default: the model's ModelSpec.default_recipe) on
     `data` (None: the embedded synthetic set; a folder of class folders, a train/val folder or CIFAR-10).
@@ -29,19 +29,20 @@ def train(model: str | None = None, recipe: str | None = None, data: str | None 
     from .engine.train import fit
 
     options_obj, recipe_obj, ckpt = prepare_run(model, recipe, data, epochs=epochs, batch_size=batch_size,
-                                                img_size=img_size, lr=lr, amp=amp, overrides=overrides,
+                                                img_size=img_size, lr=lr, precision=precision,
+                                                overrides=overrides,
                                                 resume=resume, out=out, **options)
     return fit(options_obj, recipe_obj, ckpt)
 
 
 def prepare_run(model: str | None = None, recipe: str | None = None, data: str | None = None, *,
                 epochs: int | None = None, batch_size: int | None = None, img_size: int | None = None,
-                lr: float | None = None, amp: bool | None = None, overrides: dict[str, Any] | None = None,
+                lr: float | None = None, precision: str | None = None, overrides: dict[str, Any] | None = None,
                 resume: str | None = None, out: str | None = None, **options: Any):
     """Resolve the arguments of `train` into (TrainOptions, Recipe, checkpoint dict or None), validated."""
     from .engine.train import TrainOptions, default_run_dir
 
-    explicit = {"epochs": epochs, "batch_size": batch_size, "img_size": img_size, "lr": lr, "amp": amp}
+    explicit = {"epochs": epochs, "batch_size": batch_size, "img_size": img_size, "lr": lr, "precision": precision}
     explicit = {k: v for k, v in explicit.items() if v is not None}
     option_fields = {f.name for f in dataclasses.fields(TrainOptions)}
     unknown = sorted(set(options) - option_fields)

@@ -6,6 +6,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from . import add_precision_option
+
 
 def add_parser(sub) -> argparse.ArgumentParser:
     p = sub.add_parser("eval", help="evaluate a checkpoint (or an ensemble) with centre, 10-crop or 144-crop testing",
@@ -33,6 +35,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--no-optimize", dest="optimize", action="store_false",
                    help="run the plain models instead of the fused inference graphs (BN folded, 1x1 convs merged)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_precision_option(p)
     return p
 
 
@@ -49,12 +52,13 @@ def run(args: argparse.Namespace) -> int:
     report = evaluate(args.checkpoint, data=args.data, out=out, tta=args.tta, ensemble=args.ensemble,
                       batch_size=args.batch_size, device=args.device, workers=args.workers, split=args.split,
                       val_split=args.val_split, seed=args.seed, quiet=args.quiet,
-                      optimize=args.optimize)
+                      optimize=args.optimize, precision=args.precision)
     topk = next(k for k in report if k.startswith("top") and k != "top1")
     print(f"{report['data']}: {report['images']} images, tta {report['tta']} ({report['crops_per_image']} crops), "
           f"{len(report['checkpoints'])} model(s)")
     print(f"top1 {report['top1']:.4f}  {topk} {report[topk]:.4f}  loss {report['loss']:.4f}  "
           f"macro F1 {report['macro_f1']:.4f}  {1000 * report['seconds_per_image']:.1f} ms/image")
+    print("precision: " + "; ".join(f"{p['name']} ({p['reason']})" for p in report["precision"]))
     if report["skipped"]:
         print(f"skipped {len(report['skipped'])} unreadable file(s); listed in report.json")
     print(f"report: {out}/report.json, confusion.csv, confusion.png")

@@ -6,6 +6,8 @@ import argparse
 import json
 import sys
 
+from . import add_precision_option
+
 
 def add_parser(sub) -> argparse.ArgumentParser:
     p = sub.add_parser("predict", help="classify images or folders with a checkpoint",
@@ -20,6 +22,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--optimize", action=argparse.BooleanOptionalAction, default=None,
                    help="run the fused inference graph (default: from 64 images on; --cam never does)")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:N (default: cuda when available)")
+    add_precision_option(p)
     return p
 
 
@@ -28,7 +31,8 @@ def run(args: argparse.Namespace) -> int:
 
     results = []
     for result in iter_predictions(args.checkpoint, args.inputs, topk=args.topk, cam_dir=args.cam,
-                                   device=args.device, batch_size=args.batch_size, optimize=args.optimize):
+                                   device=args.device, batch_size=args.batch_size, optimize=args.optimize,
+                                   precision=args.precision):
         if "error" in result:
             print(f"inceptionnet predict: skipped {result['path']}: {result['error']}", file=sys.stderr)
         if args.json:

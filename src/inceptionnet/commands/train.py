@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from ..recipes import parse_set_options, recipe_names
+from ..runtime import PRECISIONS
 
 
 def add_training_options(p: argparse.ArgumentParser) -> None:
@@ -15,8 +16,9 @@ def add_training_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--lr", type=float, help="base learning rate (recipe default, scaled to the batch, otherwise)")
     p.add_argument("--workers", type=int, help="data loading worker processes (default 0: in the main process)")
     p.add_argument("--device", help="auto (default), cpu, cuda or cuda:N")
-    p.add_argument("--amp", action=argparse.BooleanOptionalAction, default=None,
-                   help="mixed precision: bf16 where supported, fp16 + loss scaling on older GPUs (default off)")
+    p.add_argument("--precision", choices=PRECISIONS,
+                   help="auto (default): bf16 autocast where the device has native bf16 (AMX/AVX512-BF16 CPUs, "
+                        "CUDA), fp16 with loss scaling on older GPUs, fp32 elsewhere")
     p.add_argument("--seed", type=int, help="seeds Python, NumPy, torch and the data order (default 0)")
     p.add_argument("--deterministic", action="store_true", default=None,
                    help="deterministic kernels: a CPU run repeats bit for bit")
@@ -57,7 +59,7 @@ def training_kwargs(args: argparse.Namespace, names: tuple[str, ...]) -> dict:
     return kwargs
 
 
-SHARED = ("epochs", "batch_size", "img_size", "lr", "workers", "device", "amp", "seed", "deterministic", "quiet")
+SHARED = ("epochs", "batch_size", "img_size", "lr", "workers", "device", "precision", "seed", "deterministic", "quiet")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -29,6 +29,7 @@ from torch import Tensor, nn
 from torch.utils.data import Dataset, DistributedSampler, Sampler
 
 from ..errors import ConfigError
+from ..runtime import resolve_device
 
 # A rank that stops answering (crashed, killed, stuck) makes the others' collectives fail after this many
 # seconds instead of hanging forever. torchrun's agent also tears the group down when a worker exits.
@@ -95,27 +96,6 @@ def _backend_for(device: torch.device) -> str:
     return "nccl" if device.type == "cuda" else "gloo"
 
 
-def resolve_device(device: str | torch.device | None, ctx: DistContext) -> torch.device:
-    """The device of this process: "auto"/None picks CUDA when available; under torchrun a CUDA process
-    uses GPU `local_rank` (an index given on the command line is ignored then, one GPU per process)."""
-    name = "auto" if device is None else str(device)
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    try:
-        dev = torch.device(name)
-    except RuntimeError:
-        raise ConfigError(f"--device {name!r} is not a device (use auto, cpu, cuda or cuda:N)") from None
-    if dev.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ConfigError("--device cuda was asked for but no CUDA GPU is visible")
-        if ctx.distributed:
-            if ctx.local_rank >= torch.cuda.device_count():
-                raise ConfigError(f"local rank {ctx.local_rank} has no GPU: {torch.cuda.device_count()} visible; "
-                                  "use --nproc_per_node at most the number of GPUs")
-            dev = torch.device("cuda", ctx.local_rank)
-    return dev
-
-
 def init_distributed(device: str | torch.device | None = "auto",
                      timeout_s: float = DEFAULT_TIMEOUT_S) -> tuple[DistContext, torch.device]:
     """Set up this process from the torchrun environment and return (context, device).
@@ -125,7 +105,7 @@ def init_distributed(device: str | torch.device | None = "auto",
     hanging it). Without torchrun it returns a single-process context and does nothing else.
     """
     ctx = DistContext.from_env()
-    dev = resolve_device(device, ctx)
+    dev = resolve_device(device, ctx.local_rank if ctx.distributed else None)
     if not ctx.distributed or dist.is_initialized():
         return ctx, dev
     if dev.type == "cuda":

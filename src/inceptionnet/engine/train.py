@@ -2,9 +2,10 @@
 
 `fit(options, recipe)` trains one run into `options.out` and returns its report. The run folder gets
 `config.json`, `metrics.csv`, TensorBoard events, `curves.png`, `report.json`, `log.txt` (through
-`RunLogger`) and the checkpoints `last.pt` (every epoch and every `save_every_steps` optimizer steps)
-and `best.pt` (best validation top-1). A checkpoint holds everything needed to continue bit for bit:
-model, optimizer, scheduler, scaler, EMA, the position in the epoch, RNG states and the config.
+`RunLogger`) and the checkpoints `last.pt` (at the end, on each new best, at least every
+`checkpoint_every_s` seconds, and every `save_every_steps` optimizer steps) and `best.pt` (best validation
+top-1). How often it validates is `Cadence`'s choice (cadence.py). A checkpoint holds everything needed
+to continue bit for bit: model, optimizer, scheduler, scaler, EMA, the position in the epoch, RNG states and the config.
 """
 
 from __future__ import annotations
@@ -27,12 +28,13 @@ from ..fast import optimize
 from ..fileio import atomic_copy
 from ..models import create_model, get_spec
 from ..recipes import Recipe
+from ..runtime import channels_last_default, training_precision
 from . import distributed as dist
+from .cadence import CHECKPOINT_EVERY_S, Cadence
 from .checkpoint import load_checkpoint, save_checkpoint
 from .ema import build_ema
 from .losses import AuxLoss
 from .optim import build_optimizer, build_scheduler
-from .precision import build_precision
 from .reproducibility import (
     EpochTaggedSampler,
     SeededSamples,
@@ -57,6 +59,8 @@ class TrainOptions:
 
     `data` None trains on the embedded synthetic set. `out` None gives runs/<model>-<timestamp>.
     `save_every_steps` > 0 also writes last.pt every that many optimizer steps (for mid-epoch resume).
+    `val_every` N validates every N epochs (0: as often as keeps validation within 3 % of the training
+    time; the last epoch always); `checkpoint_every_s` bounds the training time a crash can lose.
     `weights`/`weights_source` start from saved weights (see `inceptionnet.load_weights`).
     Under torchrun: `sync_bn` uses SyncBatchNorm (CUDA), `dist_timeout_s` bounds how long a collective waits
     for a rank that died or hangs before the job fails.
@@ -76,6 +80,8 @@ class TrainOptions:
     weights: str | None = None
     weights_source: str = "inceptionnet"
     save_every_steps: int = 0
+    val_every: int = 0
+    checkpoint_every_s: float = CHECKPOINT_EVERY_S
     scale_lr: bool = True
     reference_batch: int | None = None
     sync_bn: bool = False
@@ -87,6 +93,10 @@ class TrainOptions:
             raise ConfigError(f"--val-split must be in [0, 1), got {self.val_split}")
         if self.workers < 0:
             raise ConfigError(f"--workers must not be negative, got {self.workers}")
+        if self.val_every < 0:
+            raise ConfigError(f"val_every must not be negative, got {self.val_every}")
+        if self.checkpoint_every_s < 0:
+            raise ConfigError(f"checkpoint_every_s must not be negative, got {self.checkpoint_every_s}")
         if self.save_every_steps < 0:
             raise ConfigError(f"--save-every-steps must not be negative, got {self.save_every_steps}")
         if self.seed < 0:
@@ -136,7 +146,10 @@ class Trainer:
             self.spec.aux_default if recipe.aux_logits is None else recipe.aux_logits)
         self.aux_weight = self.spec.aux_weight if recipe.aux_weight is None else recipe.aux_weight
         self.preprocess = dataclasses.replace(self.spec.preprocess, input_size=self.img_size)
-        self.precision = build_precision(self.device, recipe.amp)
+        self.precision = training_precision(recipe.precision, self.device)
+        self.scaler = self.precision.grad_scaler()
+        self.channels_last = channels_last_default(self.device) if recipe.channels_last is None \
+            else recipe.channels_last
         # A default run folder carries a timestamp: every rank must use rank 0's.
         options.out = dist.broadcast_object(options.out)
         self.run_dir = Path(options.out)
@@ -155,6 +168,8 @@ class Trainer:
         self.epoch = 0
         self.batch_in_epoch = 0
         self.stats = EpochStats()
+        self.cadence = Cadence(recipe.epochs, options.val_every, options.checkpoint_every_s)
+        self.steps_seconds = 0.0  # time inside the training steps (loading included), for the report
 
     # ---- setup ------------------------------------------------------------------------------------------
     def build_data(self) -> None:
@@ -220,7 +235,7 @@ class Trainer:
                 if isinstance(module, nn.modules.batchnorm._BatchNorm):
                     module.requires_grad_(False)
         # The training fast path: the model's own modules (BN keeps learning), channels_last when the recipe asks.
-        model = optimize(model.to(self.device), mode="train", channels_last=r.channels_last)
+        model = optimize(model.to(self.device), mode="train", channels_last=self.channels_last)
         self.model = model
         self.optimizer = build_optimizer(model, dataclasses.replace(r, lr=self.batch_plan.lr))
         self.scheduler = build_scheduler(self.optimizer, r, self.steps_per_epoch)
@@ -264,13 +279,15 @@ class Trainer:
             "ema_n_averaged": self.ema.n_averaged if self.ema is not None else None,
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
-            "scaler": self.precision.scaler.state_dict() if self.precision.scaler is not None else None,
+            "scaler": self.scaler.state_dict() if self.scaler is not None else None,
             "epoch": self.epoch,
             "batch_in_epoch": self.batch_in_epoch,
             "step": self.step,
             "epoch_stats": dataclasses.asdict(self.stats),
             "best_top1": self.best_top1,
             "best_epoch": self.best_epoch,
+            "cadence": self.cadence.state_dict(),
+            "steps_seconds": self.steps_seconds,
             "nonfinite_total": self.nonfinite_total,
             "skipped": sorted(self.skipped.items()),
             "rng": rng_state(),
@@ -294,10 +311,12 @@ class Trainer:
             self.ema.n_averaged.copy_(ckpt["ema_n_averaged"])
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.scheduler.load_state_dict(ckpt["scheduler"])
-        if self.precision.scaler is not None and ckpt["scaler"] is not None:
-            self.precision.scaler.load_state_dict(ckpt["scaler"])
+        if self.scaler is not None and ckpt["scaler"] is not None:
+            self.scaler.load_state_dict(ckpt["scaler"])
         self.epoch, self.batch_in_epoch, self.step = ckpt["epoch"], ckpt["batch_in_epoch"], ckpt["step"]
         self.best_top1, self.best_epoch = ckpt["best_top1"], ckpt["best_epoch"]
+        self.cadence.load_state_dict(ckpt["cadence"])
+        self.steps_seconds = ckpt["steps_seconds"]
         self.nonfinite_total = ckpt["nonfinite_total"]
         self.skipped.update(dict(ckpt["skipped"]))
         self.restore_rank_state(ckpt)
@@ -323,7 +342,8 @@ class Trainer:
         return {"options": self.options.to_dict(), "recipe": self.recipe.to_dict(), "model": self.options.model,
                 "img_size": self.img_size, "aux_logits": self.aux_logits, "aux_weight": self.aux_weight,
                 "world_size": self.ctx.world_size, "global_batch": self.batch_plan.global_batch,
-                "lr": self.batch_plan.lr, "precision": self.precision.name, "device": str(self.device)}
+                "lr": self.batch_plan.lr, "precision": self.precision.name, "channels_last": self.channels_last,
+                "device": str(self.device)}
 
     # ---- the loop ---------------------------------------------------------------------------------------
     def run(self) -> dict[str, Any]:
@@ -348,7 +368,8 @@ class Trainer:
         self.describe()
         while self.epoch < self.recipe.epochs:
             metrics = self.train_epoch()
-            metrics.update(self.validate())
+            if self.validation_due():
+                metrics.update(self.validate())
             self.finish_epoch(metrics)
         report = self.final_report(time.time() - started)
         return report
@@ -356,7 +377,8 @@ class Trainer:
     def describe(self) -> None:
         aux = f"aux heads x{self.aux_weight}" if self.aux_logits else "no aux heads"
         self.log.log(f"model {self.options.model} ({aux}), {self.img_size}px, recipe {self.recipe.name}, "
-                     f"{self.precision.name}, {self.ctx.describe(self.device)}")
+                     f"{self.precision.describe()}{', channels_last' if self.channels_last else ''}, "
+                     f"{self.ctx.describe(self.device)}")
         self.log.log(f"data: {self.data.source}: {len(self.data.train)} train / "
                      + " / ".join(f"{len(getattr(self.data, s))} {s}" for s in self.eval_loaders)
                      + f" images, {len(self.class_names)} classes; {self.batch_plan.note}")
@@ -427,7 +449,7 @@ class Trainer:
             return
         images = images.to(self.device, non_blocking=True)
         targets = targets.to(self.device, non_blocking=True)
-        if self.recipe.channels_last:
+        if self.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
         with self.precision.autocast():
             if self.aux_logits:
@@ -442,12 +464,12 @@ class Trainer:
                           f"({self.nonfinite_in_row} in a row)")
             if self.nonfinite_in_row >= self.recipe.max_nonfinite:
                 raise TrainingError(f"the loss was non-finite for {self.nonfinite_in_row} batches in a row; "
-                                    "lower --lr, turn off --amp or check the data")
+                                    "lower --lr, try --precision fp32 or check the data")
             return
         self.nonfinite_in_row = 0
         scaled = loss / self.recipe.accum_steps
-        if self.precision.scaler is not None:
-            scaled = self.precision.scaler.scale(scaled)
+        if self.scaler is not None:
+            scaled = self.scaler.scale(scaled)
         scaled.backward()
         self.grads_pending = True
         n = targets.numel()
@@ -466,7 +488,7 @@ class Trainer:
 
     def optimizer_step(self) -> None:
         """Clip, step, update the scaler, schedule and EMA, then clear the gradients."""
-        scaler = self.precision.scaler
+        scaler = self.scaler
         if self.recipe.grad_clip > 0:
             if scaler is not None:
                 scaler.unscale_(self.optimizer)
@@ -504,7 +526,7 @@ class Trainer:
             self.note_skipped(batch.skipped)
             images = batch.images.to(self.device, non_blocking=True)
             targets = batch.targets.to(self.device, non_blocking=True)
-            if self.recipe.channels_last:
+            if self.channels_last:
                 images = images.contiguous(memory_format=torch.channels_last)
             with self.precision.autocast():
                 logits = model(images).float()
@@ -520,10 +542,20 @@ class Trainer:
         """The network that is evaluated and kept as best: the weight average when the recipe has one."""
         return self.ema.module if self.ema is not None else self.model
 
+    def validation_due(self) -> bool:
+        """Whether the epoch just trained ends with validation (rank 0 decides: the ranks validate together)."""
+        return bool(dist.broadcast_object(self.cadence.validate_now(self.epoch + 1)))
+
     def validate(self) -> dict[str, float]:
+        """Validation metrics (`val_acc`, `val_loss`, ...) of the evaluated model; tells the cadence its cost."""
         if "val" not in self.eval_loaders:
             return {}
-        return {f"val_{k}": v for k, v in self.evaluate(self.eval_model(), self.eval_batches("val")).items()}
+        started = time.perf_counter()
+        metrics = {f"val_{k}": v for k, v in self.evaluate(self.eval_model(), self.eval_batches("val")).items()}
+        train_seconds = self.stats.data_time + self.stats.compute_time
+        self.cadence.validated(self.epoch + 1, time.perf_counter() - started, train_seconds)
+        self.cadence.interval = dist.broadcast_object(self.cadence.interval)
+        return metrics
 
     def finish_epoch(self, metrics: dict[str, float]) -> None:
         """Close the epoch: checkpoint last.pt (and best.pt on a new best val top-1), log the epoch line."""
@@ -535,8 +567,11 @@ class Trainer:
         improved = "val_acc" in metrics and metrics["val_acc"] > self.best_top1
         if improved:
             self.best_top1, self.best_epoch = metrics["val_acc"], self.epoch
+        self.steps_seconds += metrics["time"]
         self.stats = EpochStats()
-        self.save_last()
+        if dist.broadcast_object(self.cadence.checkpoint_now(self.epoch >= self.recipe.epochs, improved)):
+            self.save_last()
+            self.cadence.saved()
         if improved and self.ctx.is_main:
             atomic_copy(self.run_dir / "last.pt", self.run_dir / "best.pt")
         self.log.log_epoch(self.epoch, self.recipe.epochs, metrics)
@@ -549,6 +584,9 @@ class Trainer:
             "device": str(self.device), "precision": self.precision.name, "world_size": self.ctx.world_size,
             "steps": self.step, "batches_per_epoch": self.batches_per_epoch, "nonfinite_skipped": self.nonfinite_total,
             "train_wall_time_s": round(wall_time, 3),
+            "steps_time_s": round(self.steps_seconds, 3),
+            # Everything outside the training steps: setup, validation, checkpoints, plots and logs.
+            "outside_steps_fraction": round(1 - self.steps_seconds / max(wall_time, 1e-9), 4),
             "best_val_top1": self.best_top1 if self.best_top1 >= 0 else None,
             "last_checkpoint": str(self.run_dir / "last.pt"),
         }

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -12,30 +13,20 @@ from torch import Tensor, nn
 from .. import fast
 from ..errors import ConfigError
 from ..models.registry import Preprocess
-
-
-def resolve_device(name: str | None = None) -> torch.device:
-    """The torch device for `--device` ("cpu", "cuda", "cuda:1", ...); None picks CUDA when available."""
-    if name is None or name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise ConfigError(f"--device {name!r} is not a torch device (try cpu or cuda)") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"--device {name}: CUDA is not available on this machine")
-    return device
+from ..runtime import Precision, choose_inference_precision
 
 
 @dataclass
 class Member:
     """One model of an evaluation: the network (eval mode, on its device; plain or made by
-    `inceptionnet.optimize`), how its inputs are made and the class names its outputs stand for."""
+    `inceptionnet.optimize`), how its inputs are made, the class names its outputs stand for and the
+    precision it runs in."""
 
     source: str
     model: nn.Module
     preprocess: Preprocess
     class_names: list[str]
+    precision: Precision = dataclasses.field(default_factory=lambda: Precision("fp32", "cpu", "plain model"))
 
     @property
     def device(self) -> torch.device:
@@ -63,24 +54,38 @@ class Member:
         return torch.cat(probs).view(b, k, -1).mean(dim=1)
 
 
-def load_member(checkpoint: str | os.PathLike | dict, device: torch.device, optimize: bool = True) -> Member:
+def load_member(checkpoint: str | os.PathLike | dict, device: torch.device, optimize: bool = True,
+                precision: str = "auto", sample: Callable[[], Tensor | None] = lambda: None) -> Member:
     """Load a checkpoint (a path, or a dict from `load_checkpoint`) with EMA weights when it has them and
     without aux heads, in eval mode on `device`.
 
     With `optimize`, the network is `inceptionnet.optimize`'s inference graph (BN folded, sibling 1x1
-    convolutions merged, default backend), kept in float32 so that its outputs match the plain model's,
-    and traced at the checkpoint's own input size. Without it, the plain model (for hooks and gradients).
+    convolutions merged, default backend) in `precision` (see `accelerate`). Without it, the plain fp32
+    model (for hooks and gradients).
     """
     from ..engine.checkpoint import model_from_checkpoint
 
     source = str(checkpoint.get("path", "checkpoint")) if isinstance(checkpoint, dict) else str(checkpoint)
     model, preprocess, class_names = model_from_checkpoint(checkpoint)
-    model = model.to(device).eval()
+    member = Member(source, model.to(device).eval(), preprocess, class_names,
+                    Precision("fp32", device.type, "plain model"))
     if optimize:
-        size = preprocess.input_size
-        example = torch.randn(1, getattr(model, "in_chans", 3), size, size)
-        model = fast.optimize(model, dtype=torch.float32, example_input=example)
-    return Member(source, model, preprocess, class_names)
+        return accelerate(member, precision, sample)
+    if precision not in ("auto", "fp32"):
+        raise ConfigError(f"--precision {precision} runs on the fused inference graph: drop --no-optimize")
+    return member
+
+
+def accelerate(member: Member, precision: str = "auto", sample: Callable[[], Tensor | None] = lambda: None) -> Member:
+    """`member` with its plain network replaced by `inceptionnet.optimize`'s inference graph, traced at the
+    checkpoint's own input size, in the precision that `--precision` resolves to on its device
+    (`inceptionnet.runtime.choose_inference_precision`; `sample()` gives real inputs to measure `auto` on)."""
+    size = member.preprocess.input_size
+    example = torch.randn(1, getattr(member.model, "in_chans", 3), size, size)
+    chosen, model = choose_inference_precision(
+        precision, member.device,
+        lambda dtype: fast.optimize(member.model, dtype=dtype, example_input=example), sample)
+    return dataclasses.replace(member, model=model, precision=chosen)
 
 
 def check_same_classes(members: Sequence[Member]) -> list[str]:
@@ -95,10 +100,10 @@ def check_same_classes(members: Sequence[Member]) -> list[str]:
 
 
 def load_members(checkpoints: Sequence[str | os.PathLike | dict], device: torch.device,
-                 optimize: bool = True) -> list[Member]:
-    """Load every checkpoint of an ensemble (each as `load_member` does, `optimize` included) and check
-    that they predict the same classes, in the same order."""
-    members = [load_member(path, device, optimize) for path in checkpoints]
+                 optimize: bool = True, precision: str = "auto") -> list[Member]:
+    """Load every checkpoint of an ensemble (each as `load_member` does, `optimize` and `precision`
+    included) and check that they predict the same classes, in the same order."""
+    members = [load_member(path, device, optimize, precision) for path in checkpoints]
     check_same_classes(members)
     return members
 

@@ -19,7 +19,8 @@ from torch.utils.data import Dataset
 
 from ..errors import DataError
 from ..fileio import atomic_write_text
-from .ensemble import Member, average_probabilities, load_members, resolve_device
+from ..runtime import resolve_device
+from .ensemble import Member, accelerate, average_probabilities, load_members
 from .metrics import ClassificationMetrics, write_confusion_csv
 from .tta import MultiCropTransform, check_mode, crops_per_image
 
@@ -120,7 +121,7 @@ def training_data(ckpt: dict, data: str | os.PathLike | None, val_split: float |
 def evaluate(checkpoint: str | os.PathLike, data: str | os.PathLike | None = None, out: str | os.PathLike | None = None,
              tta: str = "center", ensemble: Sequence[str | os.PathLike] = (), batch_size: int = 64,
              device: str | None = None, workers: int = 0, split: str = "auto", val_split: float | None = None,
-             seed: int | None = None, quiet: bool = True, optimize: bool = True) -> dict:
+             seed: int | None = None, quiet: bool = True, optimize: bool = True, precision: str = "auto") -> dict:
     """Evaluate `checkpoint` (plus the `ensemble` checkpoints, softmax averaged over models) on `data`.
 
     `data`, `val_split` and `seed` default to those the checkpoint was trained with, so that without
@@ -128,8 +129,10 @@ def evaluate(checkpoint: str | os.PathLike, data: str | os.PathLike | None = Non
 
     `tta` is "center", "10crop" or "144crop" (softmax averaged over each image's crops); `batch_size`
     bounds the crops per forward pass. Images are streamed, so memory does not grow with the dataset.
-    `optimize` runs each model as `inceptionnet.optimize`'s float32 inference graph (same outputs within
-    float rounding, faster); False runs the plain models.
+    `optimize` runs each model as `inceptionnet.optimize`'s inference graph (faster; in float32 the same
+    outputs within float rounding); False runs the plain float32 models. `precision` (auto/fp32/bf16/fp16)
+    is resolved per model by `inceptionnet.runtime.choose_inference_precision`, `auto` measuring fp32 against
+    bf16 on the first images where the device has native bf16.
     Returns the report (also written to `out`/report.json with confusion.csv and confusion.png when
     `out` is given): top1, top5, loss, macro and per-class precision/recall/F1, confusion matrix, timing.
     """
@@ -143,10 +146,14 @@ def evaluate(checkpoint: str | os.PathLike, data: str | os.PathLike | None = Non
         # The training data: evaluate on what training held out, never on the images it learned from.
         split = "val"
     data, val_split, seed = training_data(ckpt, data, val_split, seed)
-    members = load_members([ckpt, *ensemble], resolve_device(device), optimize)
+    members = load_members([ckpt, *ensemble], resolve_device(device), optimize=False,
+                           precision="fp32" if optimize else precision)
     class_names = members[0].class_names
     transform = PerMemberTransform([MultiCropTransform(tta, m.preprocess) for m in members])
     eval_data = load_eval_data(data, transform, split, val_split, seed)
+    if optimize:
+        members = [accelerate(m, precision, lambda i=i: first_crops(eval_data.dataset, i)) for i, m in
+                   enumerate(members)]
     to_model_label = _label_map(eval_data.class_names, class_names, eval_data.description)
 
     metrics = ClassificationMetrics(len(class_names))
@@ -175,10 +182,27 @@ def evaluate(checkpoint: str | os.PathLike, data: str | os.PathLike | None = Non
         "seconds_per_image": seconds / metrics.count,
         "device": str(members[0].device),
         "optimized": optimize,
+        "precision": [{"name": m.precision.name, "reason": m.precision.reason, **m.precision.measured}
+                      for m in members],
     }
     if out is not None:
         write_report(report, metrics.confusion, out)
     return report
+
+
+def first_crops(dataset: Dataset, member: int, count: int = 16) -> Tensor | None:
+    """Up to `count` (C, S, S) crops of `member` from the first readable images of `dataset`, stacked:
+    the real inputs an `auto` precision is measured on (None when no image is readable)."""
+    from ..data.folder import SkippedSample
+
+    crops = []
+    for index in range(len(dataset)):
+        item = dataset[index]
+        if not isinstance(item, SkippedSample):
+            crops += list(item[0][member])
+        if len(crops) >= count:
+            break
+    return torch.stack(crops[:count]) if crops else None
 
 
 def iter_probabilities(members: Sequence[Member], dataset: Dataset, tta: str, batch_size: int = 64, workers: int = 0,

@@ -9,7 +9,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
-from torch import Tensor, nn
+import torch.nn.functional as F
+from torch import Tensor, fx, nn
 
 _size = int | tuple[int, int]
 
@@ -38,9 +39,28 @@ class ConvNormAct(nn.Module):
         return x
 
 
-def lrn() -> nn.LocalResponseNorm:
+def local_response_norm_fp32(x: Tensor, size: int, alpha: float, beta: float, k: float) -> Tensor:
+    """`F.local_response_norm` computed in float32 and returned in `x`'s dtype: its cross-channel average
+    pool has no bf16/fp16 CPU kernel, and the squares it sums lose too much in bf16 anyway."""
+    if x.dtype == torch.float32:
+        return F.local_response_norm(x, size, alpha, beta, k)
+    return F.local_response_norm(x.float(), size, alpha, beta, k).to(x.dtype)
+
+
+# A leaf of fx graphs, so `inceptionnet.optimize` keeps the dtype check out of the traced graph.
+fx.wrap("local_response_norm_fp32")
+
+
+class LocalResponseNorm(nn.LocalResponseNorm):
+    """nn.LocalResponseNorm that runs in float32 inside under bf16/fp16 (same module name and arguments)."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return local_response_norm_fp32(x, self.size, self.alpha, self.beta, self.k)
+
+
+def lrn() -> LocalResponseNorm:
     """Local response normalisation as in GoogLeNet's Caffe model: size 5, alpha 1e-4, beta 0.75, k 1."""
-    return nn.LocalResponseNorm(size=5, alpha=1e-4, beta=0.75, k=1.0)
+    return LocalResponseNorm(size=5, alpha=1e-4, beta=0.75, k=1.0)
 
 
 class Branches(nn.Module):

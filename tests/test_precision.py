@@ -1,0 +1,162 @@
+"""The precision policy (inceptionnet.runtime) and every registered model in bf16 on the CPU.
+
+These tests hold on CPUs with and without native bf16: the policy is checked with `native_bf16` set
+both ways, and the numeric checks use the tolerance of the dtype that actually ran. CI runs them again
+under ONEDNN_MAX_CPU_ISA=AVX2 and with --assume-native-bf16, so both kinds of CPU are covered on either.
+"""
+
+import json
+import time
+
+import pytest
+import torch
+from torch import nn
+
+from image_folders import make_image_folder
+from inceptionnet import create_model, get_spec, list_models, runtime
+from inceptionnet.errors import ConfigError
+from inceptionnet.fast import optimize
+
+pytestmark = pytest.mark.precision
+
+def assert_close_for(dtype: torch.dtype, out: torch.Tensor, ref: torch.Tensor) -> None:
+    """`out` within the tolerance of the precision `dtype` that computed it, relative to the logit scale."""
+    name = next(k for k, v in runtime.DTYPES.items() if v == dtype)
+    scale = float(ref.abs().max())
+    assert float((out.float() - ref.float()).abs().max()) <= runtime.LOGIT_TOLERANCE[name] * scale
+
+
+@pytest.fixture
+def bf16_cpu(monkeypatch):
+    """A CPU with native bf16 (AMX/AVX512-BF16), whatever this one has."""
+    monkeypatch.setattr(runtime, "native_bf16", lambda device="cpu": torch.device(device).type == "cpu")
+
+
+@pytest.fixture
+def avx2_cpu(monkeypatch):
+    """A CPU without native bf16 (AVX2 only), whatever this one has."""
+    monkeypatch.setattr(runtime, "native_bf16", lambda device="cpu": False)
+
+
+CPU = torch.device("cpu")
+
+
+def test_training_auto_is_bf16_with_native_units_and_fp32_without(bf16_cpu, monkeypatch):
+    chosen = runtime.training_precision("auto", CPU)
+    assert (chosen.name, chosen.dtype) == ("bf16", torch.bfloat16) and chosen.grad_scaler() is None
+    assert "native bf16" in chosen.describe()
+    monkeypatch.setattr(runtime, "native_bf16", lambda device="cpu": False)
+    assert runtime.training_precision("auto", CPU).name == "fp32"
+
+
+def test_explicit_precisions_are_kept_and_emulation_is_named(avx2_cpu):
+    assert runtime.training_precision("fp32", CPU).name == "fp32"
+    bf16 = runtime.training_precision("bf16", CPU)
+    assert bf16.name == "bf16" and "emulated" in bf16.reason
+    fp16 = runtime.training_precision("fp16", CPU)
+    assert fp16.name == "fp16" and isinstance(fp16.grad_scaler(), torch.amp.GradScaler)
+    with pytest.raises(ConfigError, match="--precision must be one of"):
+        runtime.training_precision("int8", CPU)
+
+
+def test_channels_last_where_it_measured_faster():
+    assert runtime.channels_last_default(CPU)
+    assert not runtime.channels_last_default(torch.device("meta"))
+
+
+def test_optimize_stays_fp32_unless_asked_even_with_native_bf16(bf16_cpu):
+    model = create_model("inception_cifar").eval()
+    x = torch.randn(2, 3, 32, 32)
+    fast = optimize(model)
+    assert fast.dtype == torch.float32
+    with torch.no_grad():
+        assert_close_for(torch.float32, fast(x), model(x))
+    assert optimize(model, dtype=torch.bfloat16).dtype == torch.bfloat16
+
+
+class _Timed(nn.Module):
+    """Returns fixed logits after sleeping `seconds`: a model whose speed and answers a test sets."""
+
+    def __init__(self, seconds: float, logits: torch.Tensor) -> None:
+        super().__init__()
+        self.seconds, self.logits = seconds, logits
+
+    def forward(self, x):
+        time.sleep(self.seconds)
+        return self.logits
+
+
+def _builder(fp32: nn.Module, bf16: nn.Module, built: list):
+    def build(dtype):
+        built.append(dtype)
+        return bf16 if dtype == torch.bfloat16 else fp32
+    return build
+
+
+LOGITS = torch.tensor([[2.0, 1.0], [0.0, 3.0]])
+
+
+def test_inference_auto_without_native_bf16_builds_fp32_only(avx2_cpu):
+    built = []
+    precision, model = runtime.choose_inference_precision(
+        "auto", CPU, _builder(_Timed(0, LOGITS), _Timed(0, LOGITS), built), lambda: torch.zeros(2, 3, 4, 4))
+    assert precision.name == "fp32" and built == [torch.float32]
+
+
+def test_inference_auto_keeps_bf16_only_when_faster_and_agreeing(bf16_cpu):
+    x = lambda: torch.zeros(2, 3, 4, 4)  # noqa: E731
+    slow, fast_ = _Timed(0.02, LOGITS), _Timed(0.001, LOGITS)
+    precision, model = runtime.choose_inference_precision("auto", CPU, _builder(slow, fast_, []), x)
+    assert precision.name == "bf16" and model is fast_
+    assert precision.measured["top1_agreement"] == 1.0 and precision.measured["fp32_ms"] > precision.measured[
+        "bf16_ms"]
+    # Faster but answering differently for one image: fp32.
+    wrong = _Timed(0.001, LOGITS.flip(1))
+    precision, model = runtime.choose_inference_precision("auto", CPU, _builder(slow, wrong, []), x)
+    assert precision.name == "fp32" and model is slow and "agreement" in precision.reason
+    # Agreeing but not faster: fp32.
+    precision, _ = runtime.choose_inference_precision("auto", CPU, _builder(fast_, slow, []), x)
+    assert precision.name == "fp32"
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_every_model_trains_in_bf16_autocast_and_infers_in_bf16(name):
+    torch.manual_seed(0)
+    size = get_spec(name).min_input_size
+    model = create_model(name, num_classes=10, aux_logits=False)
+    x, y = torch.randn(2, 3, size, size), torch.tensor([1, 7])
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        logits = model(x)
+        loss = nn.functional.cross_entropy(logits.float(), y)
+    assert logits.dtype == torch.bfloat16 and torch.isfinite(loss)
+    loss.backward()
+    grads = [p.grad for p in model.parameters()]
+    assert all(g is not None and bool(torch.isfinite(g).all()) for g in grads)
+    model.eval()
+    fast = optimize(model, dtype=torch.bfloat16)
+    with torch.no_grad():
+        ref, out = model(x), fast(x)
+    assert out.dtype == torch.float32 and out.shape == (2, 10)
+    assert_close_for(torch.bfloat16, out, ref)
+
+
+def test_fp16_autocast_trains_on_the_cpu():
+    model = create_model("googlenet", num_classes=4, aux_logits=False)  # LRN: computed in fp32 inside
+    with torch.autocast("cpu", dtype=torch.float16):
+        loss = nn.functional.cross_entropy(model(torch.randn(2, 3, 32, 32)).float(), torch.tensor([0, 3]))
+    loss.backward()
+    assert torch.isfinite(loss) and all(bool(torch.isfinite(p.grad).all()) for p in model.parameters())
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_training_run_reports_the_precision_that_ran(native, tmp_path, monkeypatch):
+    from inceptionnet import train
+
+    monkeypatch.setattr(runtime, "native_bf16", lambda device="cpu": native)
+    data = make_image_folder(tmp_path / "data", per_class=4)
+    report = train("inception_cifar", data=str(data), epochs=1, batch_size=4, out=str(tmp_path / "run"),
+                   quiet=True, device="cpu")
+    expected = "bf16" if native else "fp32"
+    assert report["precision"] == expected
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["precision"] == expected
+    assert f"{expected} (auto" in (tmp_path / "run" / "log.txt").read_text()
