@@ -33,7 +33,7 @@ class Cadence:
     checkpoint_every_s: float = CHECKPOINT_EVERY_S
     interval: int = 1
     last_val_epoch: int = 0
-    last_save: float = field(default_factory=time.monotonic)
+    last_save: float = field(default_factory=lambda: time.monotonic())
 
     def validate_now(self, epoch: int) -> bool:
         """Whether epoch `epoch` ends with a validation pass."""
