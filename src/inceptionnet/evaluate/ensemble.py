@@ -10,6 +10,7 @@ import torch
 from torch import Tensor, nn
 
 from .. import fast
+from ..deploy.onnx_model import OnnxModel, is_onnx
 from ..errors import ConfigError
 from ..models.registry import Preprocess
 
@@ -29,20 +30,26 @@ def resolve_device(name: str | None = None) -> torch.device:
 
 @dataclass
 class Member:
-    """One model of an evaluation: the network (eval mode, on its device; plain or made by
-    `inceptionnet.optimize`), how its inputs are made and the class names its outputs stand for."""
+    """One model of an evaluation: the network (eval mode, on its device; plain, made by
+    `inceptionnet.optimize`, or an ONNX file's onnxruntime session), how its inputs are made and the class
+    names its outputs stand for."""
 
     source: str
-    model: nn.Module
+    model: nn.Module | OnnxModel
     preprocess: Preprocess
     class_names: list[str]
 
     @property
     def device(self) -> torch.device:
         """The device the network runs on (inputs are moved there)."""
-        if isinstance(self.model, fast.OptimizedModel):
+        if isinstance(self.model, (fast.OptimizedModel, OnnxModel)):
             return self.model.device
         return next(self.model.parameters()).device
+
+    @property
+    def precision(self) -> str:
+        """The arithmetic the network runs in: "int8" for a quantized ONNX file, else "fp32"."""
+        return self.model.precision if isinstance(self.model, OnnxModel) else "fp32"
 
     def logits_to_probs(self, logits: Tensor) -> Tensor:
         """(N, num_outputs) logits -> (N, len(class_names)) softmax over this member's classes only
@@ -70,10 +77,16 @@ def load_member(checkpoint: str | os.PathLike | dict, device: torch.device, opti
     With `optimize`, the network is `inceptionnet.optimize`'s inference graph (BN folded, sibling 1x1
     convolutions merged, default backend), kept in float32 so that its outputs match the plain model's,
     and traced at the checkpoint's own input size. Without it, the plain model (for hooks and gradients).
+    An .onnx file (or a dict from `read_metadata`) becomes an onnxruntime session on the CPU, its
+    preprocessing and class names read from the file; `device` and `optimize` do not apply to it.
     """
     from ..engine.checkpoint import model_from_checkpoint
 
     source = str(checkpoint.get("path", "checkpoint")) if isinstance(checkpoint, dict) else str(checkpoint)
+    if is_onnx(checkpoint):
+        session = OnnxModel(source)
+        return Member(source, session, Preprocess.from_dict(session.meta["preprocess"]),
+                      list(session.meta["class_names"]))
     model, preprocess, class_names = model_from_checkpoint(checkpoint)
     model = model.to(device).eval()
     if optimize:
