@@ -19,13 +19,15 @@ def free_port() -> int:
 
 
 @contextmanager
-def running_server(model: Path, *args: str, log: Path, host: str = "127.0.0.1", timeout: float = 180):
-    """Start `inceptionnet serve model --port <free> *args`, wait until /health answers, yield
-    (base URL, process); the server is stopped afterwards. Its output goes to `log`."""
+def running_server(model: Path, *args: str, log: Path, host: str = "127.0.0.1", env: dict | None = None,
+                   timeout: float = 180):
+    """Start `inceptionnet serve model --port <free> *args` (environment plus `env`), wait until /health
+    answers, yield (base URL, process); the server is stopped afterwards. Its output goes to `log`."""
     port = free_port()
     cmd = [sys.executable, "-m", "inceptionnet", "serve", str(model), "--host", host, "--port", str(port), *args]
     with open(log, "w") as out:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, "OMP_NUM_THREADS": "1"})
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT,
+                                env={**os.environ, "OMP_NUM_THREADS": "1", **(env or {})})
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + timeout

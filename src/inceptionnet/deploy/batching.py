@@ -33,10 +33,10 @@ class DynamicBatcher:
         """Run fn(*args) on the model's worker thread (also for work that must not overlap a batch)."""
         return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
 
-    async def submit(self, images: Tensor) -> Tensor:
-        """(n, C, H, W) images of one request -> their (n, K) outputs, computed in a shared batch."""
+    async def submit(self, images: Tensor) -> tuple[Tensor, int]:
+        """(n, C, H, W) images of one request -> (their (n, K) outputs, the size of the batch they ran in)."""
         if not self.enabled:
-            return await self.call(self.run, images)
+            return await self.call(self.run, images), len(images)
         if self.collector is None:
             self.collector = asyncio.get_running_loop().create_task(self._collect())
         future = asyncio.get_running_loop().create_future()
@@ -70,7 +70,7 @@ class DynamicBatcher:
                 continue
             for (_, future), rows in zip(items, outputs.split([len(i) for i, _ in items]), strict=True):
                 if not future.done():  # a client that went away cancelled its future
-                    future.set_result(rows)
+                    future.set_result((rows, len(outputs)))
 
     async def close(self) -> None:
         """Stop collecting and release the worker thread."""

@@ -1,7 +1,8 @@
 """The model server: FastAPI on uvicorn, one model, dynamic batching, and the web page at `/`.
 
 API: `POST /predict` (raw image bytes, or multipart/form-data with one or more files; `?topk=`, `?cam=`)
--> JSON with the top-k classes per file, the model, its precision and the latency; `GET /health`;
+-> JSON with the top-k classes per file, the model, its precision, the latency and the size of the batch
+the images ran in; `GET /health`;
 `GET /info` (model, classes, preprocessing, limits); the OpenAPI schema at `/openapi.json`, docs at
 `/docs`. A bad upload is answered with a JSON `{"error": ...}` and the status that names the problem
 (400 bad image / too many files, 413 too large, 415 wrong content type); the server keeps serving.
@@ -99,9 +100,10 @@ def create_app(source: str | os.PathLike, config: ServerConfig | None = None) ->
         body = await read_body(request.stream(), request.headers.get("content-length"), config.max_upload_bytes)
         uploads = split_uploads(request.headers.get("content-type"), body, config.max_files)
         images = await run_in_threadpool(decode_uploads, predictor, uploads)
-        probs = await batcher.submit(images)
+        probs, batch_size = await batcher.submit(images)
         results = [{"file": u.name, "predictions": predictor.top(p, topk)} for u, p in zip(uploads, probs, strict=True)]
-        response = {"model": predictor.name, "precision": predictor.member.precision, "results": results}
+        response = {"model": predictor.name, "precision": predictor.member.precision, "results": results,
+                    "batch_size": batch_size}
         if cam and predictor.cam_available:
             for result, image in zip(results, images, strict=True):
                 result["cam"] = await batcher.call(predictor.cam_overlay, image)
