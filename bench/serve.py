@@ -47,22 +47,21 @@ def rss_mib(pid: int) -> float:
 async def load(url: str, clients: int, seconds: float, image: bytes) -> dict:
     """`clients` loops posting `image` until `seconds` pass: requests/s, latency percentiles (ms), errors."""
     latencies: list[float] = []
-    errors = 0
+    errors: list[str] = []
     deadline = time.perf_counter() + seconds
 
     async def client(session: httpx.AsyncClient) -> None:
-        nonlocal errors
         while time.perf_counter() < deadline:
             start = time.perf_counter()
             try:
                 reply = await session.post(f"{url}/predict", content=image, headers={"content-type": "image/jpeg"})
-                ok = reply.status_code == 200
-            except httpx.HTTPError:
-                ok = False
-            if ok:
+                problem = None if reply.status_code == 200 else f"HTTP {reply.status_code}: {reply.text[:200]}"
+            except httpx.HTTPError as e:
+                problem = f"{type(e).__name__}: {e}"
+            if problem is None:
                 latencies.append(1000 * (time.perf_counter() - start))
             else:
-                errors += 1
+                errors.append(problem)
 
     limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
     started = time.perf_counter()
@@ -71,7 +70,7 @@ async def load(url: str, clients: int, seconds: float, image: bytes) -> dict:
     elapsed = time.perf_counter() - started
     cuts = statistics.quantiles(latencies, n=100) if len(latencies) > 1 else [float("nan")] * 99
     return {"requests": len(latencies), "rps": len(latencies) / elapsed, "p50": cuts[49], "p95": cuts[94],
-            "p99": cuts[98], "errors": errors}
+            "p99": cuts[98], "errors": len(errors), "first_errors": errors[:3]}
 
 
 def run_mode(model: Path, batching: bool, clients: list[int], seconds: float, image: bytes, log: Path) -> list[str]:
@@ -79,14 +78,15 @@ def run_mode(model: Path, batching: bool, clients: list[int], seconds: float, im
     flags = ["--log-level", "warning"] + ([] if batching else ["--no-batching"])
     rows = []
     with running_server(model, *flags, log=log) as (url, proc):
-        asyncio.run(load(url, 4, 2.0, image))  # warm-up: allocator, thread pools, first batches
+        # Warm-up at the highest concurrency: thread pools, and the allocator's pools for the largest batches.
+        asyncio.run(load(url, max(clients), 3.0, image))
         start_rss = rss_mib(proc.pid)
         for n in clients:
             r = asyncio.run(load(url, n, seconds, image))
             rows.append(f"| {'on' if batching else 'off'} | {n} | {r['requests']} | {r['rps']:.1f} | "
                         f"{r['p50']:.1f} | {r['p95']:.1f} | {r['p99']:.1f} | {r['errors']} | "
                         f"{start_rss:.0f} -> {rss_mib(proc.pid):.0f} |")
-            print(rows[-1], flush=True)
+            print(rows[-1], *r["first_errors"], sep="\n", flush=True)
     return rows
 
 
@@ -108,7 +108,7 @@ def main() -> None:
     section = (f"\n## Model server under load (`python bench/serve.py {args.model} --seconds {args.seconds:g}`, "
                f"{time.strftime('%Y-%m-%d %H:%M', time.gmtime())} UTC)\n\n"
                f"CPU: {cpu_model()}; server and clients on the same machine. One {len(image)}-byte JPEG per request; "
-               f"batching = `--max-batch 16 --max-wait-ms 5`.\n\n{header}\n" + "\n".join(rows) + "\n")
+               f"batching = the defaults, `--max-batch 8 --max-wait-ms 5`.\n\n{header}\n" + "\n".join(rows) + "\n")
     if args.append:
         with open(args.append, "a") as f:
             f.write(section)

@@ -145,3 +145,12 @@ def test_int8_onnx_server_without_batching_on_all_interfaces(checkpoint, tmp_pat
         cam = httpx.post(f"{url}/predict?cam=true", content=png_bytes(), headers={"content-type": "image/png"}).json()
         assert "ONNX" in cam["cam_unavailable"] and "cam" not in cam["results"][0]
     assert "reachable from other machines" in (tmp_path / "log.txt").read_text()
+
+
+def test_serve_refuses_bad_options_and_missing_models(tmp_path, capsys):
+    from inceptionnet.cli import main
+
+    assert main(["serve", str(tmp_path / "m.pt"), "--max-batch", "0"]) == 2
+    assert "--max-batch" in capsys.readouterr().err
+    assert main(["serve", str(tmp_path / "missing.onnx")]) == 2
+    assert "not found" in capsys.readouterr().err

@@ -13,7 +13,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1",
                    help="address to listen on (default loopback; 0.0.0.0 exposes the server to the network)")
     p.add_argument("--port", type=int, default=8000, help="TCP port")
-    p.add_argument("--max-batch", type=int, default=16, help="most images per forward pass (dynamic batching)")
+    p.add_argument("--max-batch", type=int, default=8, help="most images per forward pass (dynamic batching)")
     p.add_argument("--max-wait-ms", type=float, default=5.0,
                    help="how long a request waits for others to share its batch")
     p.add_argument("--no-batching", dest="batching", action="store_false",

@@ -2,15 +2,18 @@
 
 Requests wait in an asyncio queue; a single collector takes the first one, then whatever else arrives
 within `max_wait_s`, up to `max_batch` images, and runs them as one batch on the model's one worker
-thread (so the model never runs twice at once, and the event loop never blocks on it). Each request
-gets back its own rows. Switched off, every request runs alone on the same worker thread.
+thread (so the model never runs twice at once, and the event loop never blocks on it). It waits only
+while other requests are on their way (announced with `expecting()` while they are read and decoded), so
+a lone request runs at once. Each request gets back its own rows. Switched off, every request runs alone
+on the same worker thread.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 
 import torch
 from torch import Tensor
@@ -28,6 +31,17 @@ class DynamicBatcher:
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="inceptionnet-model")
         self.queue: asyncio.Queue[tuple[Tensor, asyncio.Future]] = asyncio.Queue()
         self.collector: asyncio.Task | None = None
+        self.incoming = 0
+
+    @contextmanager
+    def expecting(self) -> Iterator[None]:
+        """Announce a request that will `submit` soon (while its upload is read and decoded), so that the
+        collector waits for it rather than running a batch without it."""
+        self.incoming += 1
+        try:
+            yield
+        finally:
+            self.incoming -= 1
 
     async def call(self, fn: Callable, *args):
         """Run fn(*args) on the model's worker thread (also for work that must not overlap a batch)."""
@@ -48,7 +62,7 @@ class DynamicBatcher:
         items = [await self.queue.get()]
         count = len(items[0][0])
         deadline = asyncio.get_running_loop().time() + self.max_wait_s
-        while count < self.max_batch:
+        while count < self.max_batch and (self.incoming or not self.queue.empty()):
             left = deadline - asyncio.get_running_loop().time()
             try:
                 item = self.queue.get_nowait() if left <= 0 else await asyncio.wait_for(self.queue.get(), left)

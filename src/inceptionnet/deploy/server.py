@@ -37,7 +37,7 @@ class ServerConfig:
     `max_wait_ms`; `batching` False runs each request alone. Uploads over `max_upload_bytes` -> 413,
     more than `max_files` files in one request -> 400."""
 
-    max_batch: int = 16
+    max_batch: int = 8
     max_wait_ms: float = 5.0
     batching: bool = True
     max_upload_bytes: int = 10 * 1024 * 1024
@@ -97,9 +97,10 @@ def create_app(source: str | os.PathLike, config: ServerConfig | None = None) ->
     async def predict(request: Request, topk: int = Query(5, ge=1, le=1000),
                       cam: bool = Query(False, description="add a Grad-CAM overlay (PyTorch checkpoints only)")):
         start = time.perf_counter()
-        body = await read_body(request.stream(), request.headers.get("content-length"), config.max_upload_bytes)
-        uploads = split_uploads(request.headers.get("content-type"), body, config.max_files)
-        images = await run_in_threadpool(decode_uploads, predictor, uploads)
+        with batcher.expecting():
+            body = await read_body(request.stream(), request.headers.get("content-length"), config.max_upload_bytes)
+            uploads = split_uploads(request.headers.get("content-type"), body, config.max_files)
+            images = await run_in_threadpool(decode_uploads, predictor, uploads)
         probs, batch_size = await batcher.submit(images)
         results = [{"file": u.name, "predictions": predictor.top(p, topk)} for u, p in zip(uploads, probs, strict=True)]
         response = {"model": predictor.name, "precision": predictor.member.precision, "results": results,
