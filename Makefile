@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install test test-fast demo lint bench clean
+.PHONY: install browser test test-fast demo lint bench clean
 
 install: $(STAMP)
 
@@ -14,7 +14,15 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev]"
 	touch $(STAMP)
 
-test: install
+# The page test drives a headless Chromium; install it when missing and we may (root), else it is skipped.
+browser:
+	@if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		(apt-get update && apt-get install -y chromium chromium-driver) \
+			|| echo "could not install chromium: the browser test will be skipped"; \
+	else echo "chromium + chromedriver missing and not root: the browser test will be skipped"; fi
+
+test: install browser
 	$(BIN)/python -m pytest -q
 
 test-fast: install

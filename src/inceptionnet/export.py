@@ -49,10 +49,12 @@ class LogitsOnly(nn.Module):
 
 
 def _metadata(ckpt: dict[str, Any]) -> dict[str, str]:
-    """What a deployment needs beside the weights, as strings: model name and kwargs, classes, preprocessing."""
+    """What a deployment needs beside the weights, as strings: model name and kwargs, classes, preprocessing,
+    precision and the training config (so that `eval` of an exported file finds the data it was trained on)."""
     kwargs = {**ckpt["model_kwargs"], "aux_logits": False}
     return {"model_name": ckpt["model_name"], "model_kwargs": json.dumps(kwargs),
-            "class_names": json.dumps(list(ckpt["class_names"])), "preprocess": json.dumps(ckpt["preprocess"])}
+            "class_names": json.dumps(list(ckpt["class_names"])), "preprocess": json.dumps(ckpt["preprocess"]),
+            "precision": "fp32", "config": json.dumps(ckpt.get("config"), default=str)}
 
 
 def _write_onnx(model: nn.Module, example: Tensor, path: str, meta: dict[str, str], dynamo: bool) -> None:

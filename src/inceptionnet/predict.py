@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 
 from ._callable import make_module_callable
-from .errors import DataError
+from .errors import ConfigError, DataError
 from .evaluate.ensemble import Member, accelerate, load_member
 from .runtime import resolve_device
 
@@ -62,13 +62,18 @@ def iter_predictions(checkpoint: str | os.PathLike, inputs: str | os.PathLike | 
     images never wins back. `precision` (auto/fp32/bf16/fp16) applies to that graph, `auto` measuring bf16
     against fp32 on the first images where the device has native bf16. Grad-CAM (`cam_dir`) always runs the
     plain float32 model, whose layers it hooks and differentiates.
+    An .onnx `checkpoint` (from `export` or `quantize`) runs in onnxruntime; it has no Grad-CAM.
     """
     from .analysis.gradcam import GradCAM, model_input_to_image, save_overlay
     from .data.images import BadImageError, load_image
     from .data.transforms import build_eval_transform
+    from .deploy.onnx_model import is_onnx
 
     if topk < 1:
         raise DataError(f"--topk must be at least 1, got {topk}")
+    if cam_dir is not None and is_onnx(checkpoint):
+        raise ConfigError(f"--cam needs a PyTorch checkpoint: Grad-CAM differentiates the network, which {checkpoint} "
+                          "(ONNX) cannot")
     files = list_images(inputs)
     roots = [Path(p) for p in ([inputs] if isinstance(inputs, (str, os.PathLike)) else inputs)]
     if optimize is None:

@@ -13,7 +13,8 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p = sub.add_parser("eval", help="evaluate a checkpoint (or an ensemble) with centre, 10-crop or 144-crop testing",
                        description="Evaluate CHECKPOINT on --data and write report.json, confusion.csv and "
                                    "confusion.png into --out.")
-    p.add_argument("checkpoint", help="checkpoint file (or a run folder holding best.pt / last.pt)")
+    p.add_argument("checkpoint",
+                   help="checkpoint file, run folder (best.pt / last.pt), or .onnx from export / quantize")
     p.add_argument("--data", default=None,
                    help="image folder (class folders, or train/val[/test]) or CIFAR-10 folder; default: the "
                         "data the checkpoint was trained on (its val split)")

@@ -13,7 +13,8 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p = sub.add_parser("predict", help="classify images or folders with a checkpoint",
                        description="Print the top-k classes of each image, using the checkpoint's own "
                                    "preprocessing. Unreadable files are reported on stderr and skipped.")
-    p.add_argument("checkpoint", help="checkpoint file (or a run folder holding best.pt / last.pt)")
+    p.add_argument("checkpoint",
+                   help="checkpoint file, run folder (best.pt / last.pt), or .onnx from export / quantize")
     p.add_argument("inputs", nargs="+", metavar="IMAGE|DIR", help="image files or folders (searched recursively)")
     p.add_argument("--topk", type=int, default=5, help="classes shown per image")
     p.add_argument("--json", action="store_true", help="print one JSON list (errors included as entries)")

@@ -8,6 +8,7 @@ libjpeg-turbo for tensors), applies the EXIF orientation and converts to RGB.
 
 from __future__ import annotations
 
+import io
 import os
 import warnings
 
@@ -50,24 +51,36 @@ def open_image(path: str | os.PathLike) -> Image.Image:
         size = os.path.getsize(path)
     except OSError as e:
         raise BadImageError(path, f"cannot read file ({e.strerror or e})") from None
+    return _open_checked(path, path, size)
+
+
+def open_image_bytes(data: bytes, name: str = "<upload>") -> Image.Image:
+    """`open_image` for an image held in memory (an upload; nothing touches the disk); `name` names it in
+    errors. The same checks: empty, not an image, unreadable header, too many pixels."""
+    return _open_checked(io.BytesIO(data), name, len(data))
+
+
+def _open_checked(source: str | os.PathLike | io.BytesIO, name: str | os.PathLike, size: int) -> Image.Image:
+    """Image.open(source) with every failure, and a pixel count over the limit, as a BadImageError on `name`."""
     if size == 0:
-        raise BadImageError(path, "empty file (0 bytes)")
+        raise BadImageError(name, "empty file (0 bytes)")
     try:
         with warnings.catch_warnings():
             # We apply our own limit below, with a clearer message than Pillow's warning.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            img = Image.open(path)
+            img = Image.open(source)
     except Image.DecompressionBombError:
-        raise BadImageError(path, f"image is larger than the limit of {MAX_IMAGE_PIXELS} pixels") from None
+        raise BadImageError(name, f"image is larger than the limit of {MAX_IMAGE_PIXELS} pixels "
+                                  "(decompression bomb?)") from None
     except UnidentifiedImageError:
-        raise BadImageError(path, "not an image file (format not recognised)") from None
+        raise BadImageError(name, "not an image file (format not recognised)") from None
     except Exception as e:  # Pillow's header parsers raise many types for bad bytes
-        raise BadImageError(path, f"unreadable image header ({type(e).__name__}: {e})") from None
+        raise BadImageError(name, f"unreadable image header ({type(e).__name__}: {e})") from None
     width, height = img.size
     if width * height > MAX_IMAGE_PIXELS:
         img.close()
         raise BadImageError(
-            path, f"{width}x{height} pixels exceeds the limit of {MAX_IMAGE_PIXELS} pixels (decompression bomb?)"
+            name, f"{width}x{height} pixels exceeds the limit of {MAX_IMAGE_PIXELS} pixels (decompression bomb?)"
         )
     return img
 

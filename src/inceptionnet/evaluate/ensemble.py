@@ -11,6 +11,7 @@ import torch
 from torch import Tensor, nn
 
 from .. import fast
+from ..deploy.onnx_model import OnnxModel, is_onnx
 from ..errors import ConfigError
 from ..models.registry import Preprocess
 from ..runtime import Precision, choose_inference_precision
@@ -18,12 +19,12 @@ from ..runtime import Precision, choose_inference_precision
 
 @dataclass
 class Member:
-    """One model of an evaluation: the network (eval mode, on its device; plain or made by
-    `inceptionnet.optimize`), how its inputs are made, the class names its outputs stand for and the
-    precision it runs in."""
+    """One model of an evaluation: the network (eval mode, on its device; plain, made by
+    `inceptionnet.optimize`, or an ONNX file's onnxruntime session), how its inputs are made, the class
+    names its outputs stand for and the precision it runs in."""
 
     source: str
-    model: nn.Module
+    model: nn.Module | OnnxModel
     preprocess: Preprocess
     class_names: list[str]
     precision: Precision = dataclasses.field(default_factory=lambda: Precision("fp32", "cpu", "plain model"))
@@ -31,7 +32,7 @@ class Member:
     @property
     def device(self) -> torch.device:
         """The device the network runs on (inputs are moved there)."""
-        if isinstance(self.model, fast.OptimizedModel):
+        if isinstance(self.model, (fast.OptimizedModel, OnnxModel)):
             return self.model.device
         return next(self.model.parameters()).device
 
@@ -62,10 +63,18 @@ def load_member(checkpoint: str | os.PathLike | dict, device: torch.device, opti
     With `optimize`, the network is `inceptionnet.optimize`'s inference graph (BN folded, sibling 1x1
     convolutions merged, default backend) in `precision` (see `accelerate`). Without it, the plain fp32
     model (for hooks and gradients).
+    An .onnx file (or a dict from `read_metadata`) becomes an onnxruntime session on the CPU, its
+    preprocessing, class names and precision read from the file; `device`, `optimize` and `precision` do
+    not apply to it.
     """
     from ..engine.checkpoint import model_from_checkpoint
 
     source = str(checkpoint.get("path", "checkpoint")) if isinstance(checkpoint, dict) else str(checkpoint)
+    if is_onnx(checkpoint):
+        session = OnnxModel(source)
+        return Member(source, session, Preprocess.from_dict(session.meta["preprocess"]),
+                      list(session.meta["class_names"]),
+                      Precision(session.meta.get("precision", "fp32"), "cpu", "as written in the ONNX file"))
     model, preprocess, class_names = model_from_checkpoint(checkpoint)
     member = Member(source, model.to(device).eval(), preprocess, class_names,
                     Precision("fp32", device.type, "plain model"))
@@ -79,7 +88,10 @@ def load_member(checkpoint: str | os.PathLike | dict, device: torch.device, opti
 def accelerate(member: Member, precision: str = "auto", sample: Callable[[], Tensor | None] = lambda: None) -> Member:
     """`member` with its plain network replaced by `inceptionnet.optimize`'s inference graph, traced at the
     checkpoint's own input size, in the precision that `--precision` resolves to on its device
-    (`inceptionnet.runtime.choose_inference_precision`; `sample()` gives real inputs to measure `auto` on)."""
+    (`inceptionnet.runtime.choose_inference_precision`; `sample()` gives real inputs to measure `auto` on).
+    An ONNX member is returned as it is: its graph and precision are the file's."""
+    if isinstance(member.model, OnnxModel):
+        return member
     size = member.preprocess.input_size
     example = torch.randn(1, getattr(member.model, "in_chans", 3), size, size)
     chosen, model = choose_inference_precision(

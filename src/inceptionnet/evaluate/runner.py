@@ -132,16 +132,19 @@ def evaluate(checkpoint: str | os.PathLike, data: str | os.PathLike | None = Non
     `optimize` runs each model as `inceptionnet.optimize`'s inference graph (faster; in float32 the same
     outputs within float rounding); False runs the plain float32 models. `precision` (auto/fp32/bf16/fp16)
     is resolved per model by `inceptionnet.runtime.choose_inference_precision`, `auto` measuring fp32 against
-    bf16 on the first images where the device has native bf16.
+    bf16 on the first images where the device has native bf16. An .onnx file (`checkpoint` or in
+    `ensemble`) runs in onnxruntime on the CPU, as written by `export` or `quantize`.
     Returns the report (also written to `out`/report.json with confusion.csv and confusion.png when
     `out` is given): top1, top5, loss, macro and per-class precision/recall/F1, confusion matrix, timing.
     """
     check_mode(tta)
     if batch_size < 1:
         raise DataError(f"--batch-size must be at least 1, got {batch_size}")
+    from ..deploy.onnx_model import is_onnx, read_metadata
     from ..engine.checkpoint import load_checkpoint
 
-    ckpt = load_checkpoint(checkpoint)
+    # An ONNX file's metadata holds what the checkpoint would tell: classes, preprocessing, training config.
+    ckpt = read_metadata(checkpoint) if is_onnx(checkpoint) else load_checkpoint(checkpoint)
     if data is None and split == "auto":
         # The training data: evaluate on what training held out, never on the images it learned from.
         split = "val"
@@ -170,7 +173,8 @@ def evaluate(checkpoint: str | os.PathLike, data: str | os.PathLike | None = Non
 
     report = {
         "checkpoints": [m.source for m in members],
-        "models": [getattr(getattr(m.model, "spec", None), "name", type(m.model).__name__) for m in members],
+        "models": [getattr(getattr(m.model, "spec", None), "name", None) or getattr(m.model, "name", None)
+                   or type(m.model).__name__ for m in members],
         "data": eval_data.description,
         "tta": tta,
         "crops_per_image": crops_per_image(tta),
