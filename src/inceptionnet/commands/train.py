@@ -21,8 +21,14 @@ def add_training_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--deterministic", action="store_true", default=None,
                    help="deterministic kernels: a CPU run repeats bit for bit")
     p.add_argument("--quiet", action="store_true", default=None, help="no progress bars or epoch lines")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="FIELD=VALUE",
-                   help="override any recipe field or training option, e.g. --set ema_decay=0 (repeatable)")
+    p.add_argument("--set", dest="overrides", action="extend", nargs="+", default=[], metavar="FIELD=VALUE",
+                   help="override any recipe field or training option, e.g. --set ema_decay=0 lr=0.01 "
+                        "(several after one --set, or repeated)")
+    p.add_argument("--budget", metavar="DURATION",
+                   help="wall-clock budget, e.g. 90s, 10m, 1h30m: the epochs are set from the measured step time "
+                        "so that training, validation and checkpoints end within it, schedule completed")
+    p.add_argument("--patience", type=int, metavar="N",
+                   help="stop when validation accuracy has not improved for N epochs (best.pt keeps the best)")
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
@@ -57,7 +63,8 @@ def training_kwargs(args: argparse.Namespace, names: tuple[str, ...]) -> dict:
     return kwargs
 
 
-SHARED = ("epochs", "batch_size", "img_size", "lr", "workers", "device", "amp", "seed", "deterministic", "quiet")
+SHARED = ("epochs", "batch_size", "img_size", "lr", "workers", "device", "amp", "seed", "deterministic", "quiet",
+          "budget", "patience")
 
 
 def run(args: argparse.Namespace) -> int:
