@@ -2,17 +2,19 @@
 
 Before training, a few forward-backward passes on a copy of the model and a few decoded samples give a
 first step-time estimate: a budget that cannot hold one epoch is refused then, before any training. After
-each of the first epochs the real epoch time (training, validation and checkpoint) replaces the estimate
-and the epoch count is set again; the schedule reads `recipe.epochs` at every step, so the cosine ends
-exactly at the last epoch instead of being cut off.
+every epoch the median of the measured epoch times (training, validation and checkpoint; the first epoch,
+which also warms caches up, only until there are others) replaces the estimate and the epoch count is set
+again; the schedule reads `recipe.epochs` at every step, so the cosine ends exactly at the last epoch
+instead of being cut off.
 """
 
 from __future__ import annotations
 
 import copy
 import re
+import statistics
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
@@ -20,8 +22,6 @@ from torch import nn
 from ..errors import ConfigError
 
 _DURATION = re.compile(r"(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?(?:(\d+(?:\.\d+)?)s?)?")
-# Epochs after which the plan is made again from measured epoch times (later ones only confirm it).
-REPLAN_EPOCHS = 3
 # Share of the budget kept for what follows the last epoch (final report, test split, curves).
 TAIL_SHARE = 0.01
 
@@ -50,13 +50,20 @@ class BudgetPlan:
 
     budget_s: float
     started: float
+    epoch_times: list[float] = field(default_factory=list)
 
     def epochs_for(self, epochs_done: int, epoch_s: float) -> int:
         """Total epochs whose end is nearest the budget, given `epochs_done` done and `epoch_s` seconds an
-        epoch from here on; at least `epochs_done` + 1 while one more fits in the remaining time."""
+        epoch from here on (at least one epoch in all)."""
         remaining = self.budget_s * (1 - TAIL_SHARE) - (time.time() - self.started)
         more = round(remaining / max(epoch_s, 1e-9))
-        return max(epochs_done + max(more, 0), max(epochs_done, 1))
+        return max(epochs_done + max(more, 0), 1)
+
+    def record(self, epochs_done: int, epoch_s: float) -> int:
+        """Note that an epoch took `epoch_s` seconds; the total epochs planned from the median epoch time."""
+        self.epoch_times.append(epoch_s)
+        steady = self.epoch_times[1:] or self.epoch_times
+        return self.epochs_for(epochs_done, statistics.median(steady))
 
     def check_first_epoch(self, epoch_s: float) -> None:
         """`ConfigError` before training when one epoch (estimated `epoch_s` seconds) exceeds the budget."""

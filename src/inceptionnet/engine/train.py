@@ -29,7 +29,7 @@ from ..models import create_model, get_spec
 from ..recipes import Recipe
 from . import distributed as dist
 from .balance import class_counts, class_weights
-from .budget import REPLAN_EPOCHS, BudgetPlan, estimate_epoch_s
+from .budget import BudgetPlan, estimate_epoch_s
 from .checkpoint import load_checkpoint, save_checkpoint
 from .ema import build_ema
 from .losses import AuxLoss
@@ -387,7 +387,7 @@ class Trainer:
         self.budget.check_first_epoch(epoch_s)
         self.recipe.epochs = self.budget.epochs_for(0, epoch_s)
         self.log.log(f"budget {self.options.budget_s:g}s: about {epoch_s:.1f}s an epoch (measured before "
-                     f"training) -> {self.recipe.epochs} epochs; set again from the first epochs' times")
+                     f"training) -> {self.recipe.epochs} epochs; set again after each epoch from measured times")
 
     def budget_loss(self, model: nn.Module, images: Tensor, targets: Tensor) -> Tensor:
         """The training loss of `model` on one batch, as `forward_backward` computes it (for step timing)."""
@@ -396,14 +396,15 @@ class Trainer:
             return self.criterion(logits.float(), [a.float() for a in aux], targets)[0]
 
     def replan_budget(self, epoch_s: float) -> None:
-        """After each of the first REPLAN_EPOCHS epochs, set the epochs again from `epoch_s`, the measured wall
-        time of the epoch just done (training, validation and checkpoint); the cosine follows the new end."""
-        if self.budget is None or self.epoch > REPLAN_EPOCHS:
+        """After each epoch, set the epochs again from the measured epoch times (`epoch_s`: the wall time of the
+        epoch just done, training, validation and checkpoint); the cosine follows the new end."""
+        if self.budget is None:
             return
-        epochs = dist.broadcast_object(self.budget.epochs_for(self.epoch, epoch_s))
+        epochs = dist.broadcast_object(self.budget.record(self.epoch, epoch_s))
         if epochs != self.recipe.epochs:
             self.log.log(f"budget: {epoch_s:.1f}s an epoch measured -> {epochs} epochs")
             self.recipe.epochs = epochs
+            self.log.save_config(self.config())
 
     def out_of_patience(self) -> bool:
         """True (said once in the log) when `patience` epochs passed without a better validation top-1."""
