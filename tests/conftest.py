@@ -26,3 +26,13 @@ def optimize_calls(monkeypatch):
 
     monkeypatch.setattr(fast, "optimize", recording_optimize)
     return calls
+
+
+@pytest.fixture
+def one_thread():
+    """One torch thread for the test: on two cores shared with other jobs, two spin-waiting OpenMP threads make
+    steps up to 10x slower and their times erratic (timing-sensitive and long tests use this)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -22,7 +22,7 @@ def jpeg_folder(tmp_path_factory):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("model", list_models())
-def test_default_recipe_lowers_a_finite_loss(model, jpeg_folder, tmp_path):
+def test_default_recipe_lowers_a_finite_loss(model, jpeg_folder, tmp_path, one_thread):
     spec = get_spec(model)
     report = train(model, spec.default_recipe, str(jpeg_folder), epochs=EPOCHS, batch_size=8, amp=False,
                    img_size=max(spec.min_input_size, 32), device="cpu", quiet=True, out=str(tmp_path / "run"),

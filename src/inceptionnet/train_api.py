@@ -11,7 +11,7 @@ from .recipes import AUTO_RECIPE, Recipe, apply_overrides, get_recipe
 
 DEFAULT_MODEL = "googlenet_bn"
 # Options that may change when a run is resumed; everything else comes from the checkpoint's config.
-RESUMABLE_CHANGES = ("epochs", "workers", "device", "quiet", "save_every_steps")
+RESUMABLE_CHANGES = ("epochs", "workers", "device", "quiet", "save_every_steps", "patience")
 
 
 def train(model: str | None = None, recipe: str | None = None, data: str | None = None, *,

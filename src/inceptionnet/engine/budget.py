@@ -102,7 +102,7 @@ def measure_sample_s(dataset, samples: int = 8) -> float:
 
 
 def measure_step_s(model: nn.Module, forward_loss, images: torch.Tensor, targets: torch.Tensor,
-                   repeats: int = 3) -> float:
+                   repeats: int = 2) -> float:
     """Median seconds of forward + backward of `forward_loss(model, images, targets)` on a copy of `model`
     (so its weights and BN statistics stay untouched); the first pass warms up and is not counted."""
     trial = copy.deepcopy(model)
