@@ -132,7 +132,7 @@ def test_auto_run_on_an_imbalanced_folder_reports_balance_and_stability(tmp_path
     assert config["recipe"]["ema_decay"] == 0.9 and config["recipe"]["auto_augment"] == "trivial"
 
 
-def test_patience_stops_and_the_report_gives_final_best_and_last5(tmp_path, monkeypatch):
+def test_patience_stops_and_the_report_gives_final_best_and_last5(tmp_path, monkeypatch, one_thread):
     data = make_image_folder(tmp_path / "data", size=8)
     accs = iter([0.5, 0.6, 0.55, 0.58, 0.9, 0.9])
     monkeypatch.setattr(Trainer, "validate", lambda self: {"val_acc": next(accs), "val_bacc": 0.5})
@@ -144,7 +144,7 @@ def test_patience_stops_and_the_report_gives_final_best_and_last5(tmp_path, monk
     assert "early stop after epoch 4" in (tmp_path / "run" / "log.txt").read_text()
 
 
-def test_a_single_image_class_stays_in_train_and_is_named(tmp_path):
+def test_a_single_image_class_stays_in_train_and_is_named(tmp_path, one_thread):
     data = make_image_folder(tmp_path / "data", per_class=(6, 6, 1), size=8)
     report = train("inception_cifar", "cifar", str(data), epochs=1, batch_size=4, device="cpu", quiet=True,
                    img_size=8, out=str(tmp_path / "run"))

@@ -65,12 +65,15 @@ def prepare_run(model: str | None = None, recipe: str | None = None, data: str |
         recipe_obj, why = get_recipe(recipe or get_spec(run_options.model).default_recipe), None
     run_options.recipe = recipe_obj.name
     preset_lr, preset_batch = recipe_obj.lr, recipe_obj.batch_size
-    _set_fields(recipe_obj, run_options, {**explicit, **(overrides or {})})
+    changed = {**explicit, **(overrides or {})}
+    _set_fields(recipe_obj, run_options, changed)
     if recipe_obj.lr != preset_lr:  # an lr the user chose is used as given, not scaled to the batch
         run_options.scale_lr = False
     run_options.reference_batch = run_options.reference_batch or preset_batch
+    if why and changed:
+        why += "; given: " + ", ".join(f"{k}={v}" for k, v in changed.items())
     run_options.recipe_note = why
-    run_options.out = out or default_run_dir(model)
+    run_options.out = out or default_run_dir(run_options.model)
     return run_options.validate(), recipe_obj.validate(), None
 
 
