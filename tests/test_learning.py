@@ -173,3 +173,4 @@ def test_a_short_budget_ends_within_5_percent_with_the_schedule_completed(tmp_pa
     # The cosine ran to its end: the last epoch's lr is the schedule's floor, not a cut-off mid-way value.
     last_lr = float(rows[-1].split(",")[rows[0].split(",").index("lr")])
     assert last_lr <= 0.05 * config["lr"] and config["recipe"]["epochs"] == report["epochs_run"]
+    assert config["recipe"]["warmup_epochs"] <= 0.2 * report["epochs_run"]

@@ -5,7 +5,7 @@ first step-time estimate: a budget that cannot hold one epoch is refused then, b
 every epoch the median of the measured epoch times (training, validation and checkpoint; the first epoch,
 which also warms caches up, only until there are others) replaces the estimate and the epoch count is set
 again; the schedule reads `recipe.epochs` at every step, so the cosine ends exactly at the last epoch
-instead of being cut off.
+instead of being cut off, and a schedule that has ended is never extended.
 """
 
 from __future__ import annotations
@@ -24,6 +24,8 @@ from ..errors import ConfigError
 _DURATION = re.compile(r"(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?(?:(\d+(?:\.\d+)?)s?)?")
 # Share of the budget kept for what follows the last epoch (final report, test split, curves).
 TAIL_SHARE = 0.01
+# A budget that shortens the run also shortens the warmup to at most this share of it, so the cosine still runs.
+MAX_WARMUP_SHARE = 0.2
 
 
 def parse_duration(text: str | float | int) -> float:
@@ -50,6 +52,7 @@ class BudgetPlan:
 
     budget_s: float
     started: float
+    estimate_s: float = 0.0
     epoch_times: list[float] = field(default_factory=list)
 
     def epochs_for(self, epochs_done: int, epoch_s: float) -> int:
@@ -59,19 +62,33 @@ class BudgetPlan:
         more = round(remaining / max(epoch_s, 1e-9))
         return max(epochs_done + max(more, 0), 1)
 
-    def record(self, epochs_done: int, epoch_s: float) -> int:
-        """Note that an epoch took `epoch_s` seconds; the total epochs planned from the median epoch time."""
+    def record(self, epochs_done: int, epoch_s: float, planned: int) -> int:
+        """Note that an epoch took `epoch_s` seconds; the total epochs planned from the median epoch time.
+
+        The first epoch also pays one-off costs (decoding the validation set into its cache, starting
+        TensorBoard), so alone it counts no more than the estimate made before training. Once `planned`
+        epochs are done the plan stays: the schedule has ended and is never restarted.
+        """
         self.epoch_times.append(epoch_s)
-        steady = self.epoch_times[1:] or self.epoch_times
+        if epochs_done >= planned:
+            return planned
+        steady = self.epoch_times[1:] or [min(epoch_s, self.estimate_s or epoch_s)]
         return self.epochs_for(epochs_done, statistics.median(steady))
 
     def check_first_epoch(self, epoch_s: float) -> None:
         """`ConfigError` before training when one epoch (estimated `epoch_s` seconds) exceeds the budget."""
+        self.estimate_s = epoch_s
         left = self.budget_s - (time.time() - self.started)
         if epoch_s > left:
             raise ConfigError(f"--budget {self.budget_s:g}s is too short for one epoch: about {epoch_s:.0f}s are "
                               f"needed ({left:.0f}s are left after setting up); give a longer --budget or fewer "
                               "images")
+
+
+def fit_schedule(recipe, epochs: int) -> None:
+    """Make `recipe` (a Recipe) last `epochs` epochs, its warmup at most MAX_WARMUP_SHARE of them."""
+    recipe.epochs = epochs
+    recipe.warmup_epochs = min(recipe.warmup_epochs, MAX_WARMUP_SHARE * epochs)
 
 
 def estimate_epoch_s(model: nn.Module, forward_loss, data, batch: int, batches_per_epoch: int, img_size: int,

@@ -29,7 +29,7 @@ from ..models import create_model, get_spec
 from ..recipes import Recipe
 from . import distributed as dist
 from .balance import class_counts, class_weights
-from .budget import BudgetPlan, estimate_epoch_s
+from .budget import BudgetPlan, estimate_epoch_s, fit_schedule
 from .checkpoint import load_checkpoint, save_checkpoint
 from .ema import build_ema
 from .losses import AuxLoss
@@ -385,7 +385,7 @@ class Trainer:
         epoch_s = estimate_epoch_s(self.model, self.budget_loss, self.data, self.batch_plan.per_rank_batch,
                                    self.batches_per_epoch, self.img_size, self.options.workers, self.device)
         self.budget.check_first_epoch(epoch_s)
-        self.recipe.epochs = self.budget.epochs_for(0, epoch_s)
+        fit_schedule(self.recipe, self.budget.epochs_for(0, epoch_s))
         self.log.log(f"budget {self.options.budget_s:g}s: about {epoch_s:.1f}s an epoch (measured before "
                      f"training) -> {self.recipe.epochs} epochs; set again after each epoch from measured times")
 
@@ -400,10 +400,10 @@ class Trainer:
         epoch just done, training, validation and checkpoint); the cosine follows the new end."""
         if self.budget is None:
             return
-        epochs = dist.broadcast_object(self.budget.record(self.epoch, epoch_s))
+        epochs = dist.broadcast_object(self.budget.record(self.epoch, epoch_s, self.recipe.epochs))
         if epochs != self.recipe.epochs:
             self.log.log(f"budget: {epoch_s:.1f}s an epoch measured -> {epochs} epochs")
-            self.recipe.epochs = epochs
+            fit_schedule(self.recipe, epochs)
             self.log.save_config(self.config())
 
     def out_of_patience(self) -> bool:
