@@ -1,6 +1,6 @@
 """Every registered model trains with its own default recipe: loss finite and falling over a few dozen steps.
 
-A small JPEG folder (two colour-coded classes) at each model's minimum input size, or 32 px when that is
+A small JPEG folder (two colour-coded classes) at each model's minimum input size, or 16 px when that is
 smaller; fp32 asked for explicitly.
 """
 
@@ -25,7 +25,7 @@ def jpeg_folder(tmp_path_factory):
 def test_default_recipe_lowers_a_finite_loss(model, jpeg_folder, tmp_path, one_thread):
     spec = get_spec(model)
     report = train(model, spec.default_recipe, str(jpeg_folder), epochs=EPOCHS, batch_size=8, amp=False,
-                   img_size=max(spec.min_input_size, 32), device="cpu", quiet=True, out=str(tmp_path / "run"),
+                   img_size=max(spec.min_input_size, 16), device="cpu", quiet=True, out=str(tmp_path / "run"),
                    val_split=0.25)
     with open(tmp_path / "run" / "metrics.csv", newline="") as f:
         losses = [float(row["train_loss"]) for row in csv.DictReader(f)]
