@@ -36,7 +36,8 @@ def add_parser(sub) -> argparse.ArgumentParser:
         "Train a model. The run folder (--out, default runs/<model>-<timestamp>) receives config.json, "
         "metrics.csv, TensorBoard events, curves.png, report.json, log.txt, last.pt and best.pt."))
     p.add_argument("--model", help="registered model name (see `inceptionnet list`; default googlenet_bn)")
-    p.add_argument("--recipe", help=f"training recipe: {', '.join(recipe_names())} (default: the model's)")
+    p.add_argument("--recipe", help=f"training recipe: {', '.join(recipe_names())} (default: auto with --data, "
+                                    "else the model's)")
     p.add_argument("--data", help="image folder of class folders, a folder with train/ and val/, or a CIFAR-10 "
                                   "folder (default: the embedded synthetic set)")
     p.add_argument("--val-split", type=float, help="validation fraction when the data has no val/ (default 0.2)")
