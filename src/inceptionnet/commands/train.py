@@ -35,7 +35,8 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train a model", description=(
         "Train a model. The run folder (--out, default runs/<model>-<timestamp>) receives config.json, "
         "metrics.csv, TensorBoard events, curves.png, report.json, log.txt, last.pt and best.pt."))
-    p.add_argument("--model", help="registered model name (see `inceptionnet list`; default googlenet_bn)")
+    p.add_argument("--model", help="registered model name (see `inceptionnet list`; default googlenet_bn, or "
+                                   "inception_cifar when the auto recipe finds images of 64 px or less)")
     p.add_argument("--recipe", help=f"training recipe: {', '.join(recipe_names())} (default: auto with --data, "
                                     "else the model's)")
     p.add_argument("--data", help="image folder of class folders, a folder with train/ and val/, or a CIFAR-10 "
