@@ -28,6 +28,16 @@ def optimize_calls(monkeypatch):
     return calls
 
 
+@pytest.fixture
+def one_thread():
+    """One torch thread for the test: on two cores shared with other jobs, two spin-waiting OpenMP threads make
+    steps up to 10x slower and their times erratic (timing-sensitive and long tests use this)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def pytest_addoption(parser):
     parser.addoption("--assume-native-bf16", action="store_true",
                      help="run as if this CPU had native bf16 units (AMX/AVX512-BF16): the `auto` precision "

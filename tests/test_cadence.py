@@ -6,31 +6,33 @@ import pytest
 
 from image_folders import make_image_folder
 from inceptionnet.engine import cadence as cadence_module
-from inceptionnet.engine.cadence import VAL_SHARE, Cadence
+from inceptionnet.engine.cadence import VAL_SHARE, VALIDATE_LAST, Cadence
 
 
-def test_auto_validates_the_first_epoch_then_as_often_as_its_share_allows():
-    cadence = Cadence(epochs=40)
-    assert cadence.validate_now(1)
+def test_auto_validates_the_first_epoch_then_as_often_as_its_share_allows_and_the_last_ones():
+    cadence = Cadence()
+    assert cadence.validate_now(1, 40)
     cadence.validated(1, val_seconds=0.2, train_seconds=1.0)  # a pass costing a fifth of an epoch
-    assert cadence.interval == 7 and 0.2 / cadence.interval <= VAL_SHARE < 0.2 / (cadence.interval - 1)
-    assert [e for e in range(2, 41) if cadence.validate_now(e)][:2] == [8, 9]
-    assert cadence.validate_now(40), "the last epoch always validates"
-    cheap = Cadence(epochs=10)
+    assert cadence.interval == 10 and 0.2 / cadence.interval <= VAL_SHARE < 0.2 / (cadence.interval - 1)
+    assert [e for e in range(2, 21) if cadence.validate_now(e, 40)] == list(range(11, 21))  # never validated since
+    cadence.validated(11, val_seconds=0.2, train_seconds=1.0)
+    due = [e for e in range(12, 41) if cadence.validate_now(e, 40)]
+    assert due[0] == 21 and due[-VALIDATE_LAST:] == list(range(41 - VALIDATE_LAST, 41))
+    cheap = Cadence()
     cheap.validated(1, val_seconds=0.001, train_seconds=1.0)
-    assert cheap.interval == 1 and cheap.validate_now(2)
+    assert cheap.interval == 1 and cheap.validate_now(2, 10)
 
 
 def test_val_every_is_kept_as_given():
-    cadence = Cadence(epochs=7, val_every=3)
+    cadence = Cadence(val_every=3)
     cadence.validated(3, val_seconds=10.0, train_seconds=1.0)
-    assert [e for e in range(4, 8) if cadence.validate_now(e)] == [6, 7]
+    assert [e for e in range(4, 8) if cadence.validate_now(e, 7)] == [6, 7]
 
 
 def test_checkpoint_at_the_end_on_a_new_best_and_when_the_last_is_old(monkeypatch):
     now = [100.0]
     monkeypatch.setattr(cadence_module.time, "monotonic", lambda: now[0])
-    cadence = Cadence(epochs=5, checkpoint_every_s=60.0)
+    cadence = Cadence(checkpoint_every_s=60.0)
     assert not cadence.checkpoint_now(final=False, improved=False)
     assert cadence.checkpoint_now(final=True, improved=False) and cadence.checkpoint_now(final=False, improved=True)
     now[0] += 60.0
@@ -40,9 +42,9 @@ def test_checkpoint_at_the_end_on_a_new_best_and_when_the_last_is_old(monkeypatc
 
 
 def test_state_round_trips():
-    cadence = Cadence(epochs=9)
+    cadence = Cadence()
     cadence.validated(2, 1.0, 1.0)
-    other = Cadence(epochs=9)
+    other = Cadence()
     other.load_state_dict(cadence.state_dict())
     assert (other.interval, other.last_val_epoch) == (cadence.interval, cadence.last_val_epoch)
 

@@ -14,6 +14,7 @@ from inceptionnet.data.folder import (
     SkippedSample,
     collate_skipping,
     scan_image_folder,
+    single_sample_classes,
     stratified_split,
 )
 from inceptionnet.data.images import BadImageError
@@ -88,10 +89,12 @@ def test_stratified_split_keeps_proportions_and_is_seeded():
     assert any(v != val for v in other_seeds)
 
 
-def test_stratified_split_refuses_too_small_classes_and_bad_fractions():
+def test_stratified_split_keeps_a_single_image_class_in_train_and_refuses_bad_fractions():
     samples = [("/d/a/0.png", 0), ("/d/a/1.png", 0), ("/d/b/0.png", 1)]
-    with pytest.raises(DataError, match=r"class 1 \(/d/b\) has 1 image"):
-        stratified_split(samples, 0.5, seed=0)
+    train, val = stratified_split(samples, 0.5, seed=0)
+    assert ("/d/b/0.png", 1) in train and len(val) == 1 and single_sample_classes(samples) == [1]
+    with pytest.raises(DataError, match="single image"):
+        stratified_split([("/d/a/0.png", 0), ("/d/b/0.png", 1)], 0.5, seed=0)
     with pytest.raises(ConfigError, match="--val-split"):
         stratified_split(samples[:2], 1.0, seed=0)
 

@@ -63,8 +63,9 @@ def test_inception_paper_rmsprop_recipes(name):
     assert lrs[50] == [pytest.approx(0.045 * 0.94 ** 2.5)]
 
 
-def test_seed_adam_is_constant_adam():
-    recipe = get_recipe("seed-adam")
+def test_tutorial_adam_is_constant_adam_and_answers_to_its_former_name():
+    recipe = get_recipe("tutorial-adam")
+    assert get_recipe("seed-adam") == recipe
     optimizer = build_optimizer(create_model("inception_cifar", num_classes=10), recipe)
     assert isinstance(optimizer, torch.optim.Adam)
     assert (recipe.img_size, recipe.batch_size, recipe.epochs, recipe.resize_only) == (224, 32, 40, True)

@@ -19,6 +19,10 @@ from .runtime import PRECISIONS
 
 OPTIMIZERS = ("sgd", "rmsprop_tf", "adam", "adamw")
 SCHEDULES = ("constant", "step", "cosine")
+AUTO_AUGMENTS = ("none", "trivial", "randaugment")
+BALANCE_MODES = ("auto", "loss", "none")
+# The recipe chosen from the data (see recipes_auto.py) when `--data` is given and no recipe is named.
+AUTO_RECIPE = "auto"
 
 
 @dataclass
@@ -80,6 +84,15 @@ class Recipe:
     precision: str = "auto"
     channels_last: bool | None = None
     max_nonfinite: int = 20
+    # augmentation and mixing of the field's recipes (timm, torchvision's "how to train SOTA" recipe)
+    auto_augment: str = "none"
+    random_erasing: float = 0.0
+    mixup_alpha: float = 0.0
+    cutmix_alpha: float = 0.0
+    mix_prob: float = 1.0
+    # class imbalance: "auto" weights the loss by inverse class frequency when the largest class has
+    # IMBALANCE_RATIO x the images of the smallest; "loss" always; "none" never
+    balance: str = "auto"
 
     def validate(self) -> Recipe:
         """Raise `ConfigError` naming the first field whose value cannot work; return self."""
@@ -89,6 +102,10 @@ class Recipe:
             raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
         if self.schedule not in SCHEDULES:
             raise ConfigError(f"schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}")
+        for key, value, allowed in (("auto_augment", self.auto_augment, AUTO_AUGMENTS),
+                                    ("balance", self.balance, BALANCE_MODES)):
+            if value not in allowed:
+                raise ConfigError(f"{key} must be one of {', '.join(allowed)}, got {value!r}")
         positive = {"epochs": self.epochs, "batch_size": self.batch_size, "lr": self.lr,
                     "accum_steps": self.accum_steps, "step_every": self.step_every,
                     "max_nonfinite": self.max_nonfinite}
@@ -106,9 +123,12 @@ class Recipe:
         if not 0.0 < self.ratio_min <= self.ratio_max:
             raise ConfigError(f"need 0 < ratio_min <= ratio_max, got {self.ratio_min}, {self.ratio_max}")
         for key in ("weight_decay", "warmup_epochs", "grad_clip", "body_lr_scale", "min_lr_ratio", "pad_crop",
-                    "photometric"):
+                    "photometric", "mixup_alpha", "cutmix_alpha"):
             if getattr(self, key) < 0:
                 raise ConfigError(f"{key} must not be negative, got {getattr(self, key)}")
+        for key in ("random_erasing", "mix_prob"):
+            if not 0.0 <= getattr(self, key) <= 1.0:
+                raise ConfigError(f"{key} must be in [0, 1], got {getattr(self, key)}")
         return self
 
     def to_dict(self) -> dict:
@@ -133,9 +153,10 @@ RECIPES: dict[str, Recipe] = {
         name="inception-v4-paper", epochs=100, batch_size=32, optimizer="rmsprop_tf", lr=0.045,
         weight_decay=4e-5, rmsprop_decay=0.9, rmsprop_eps=1.0, schedule="step", step_every=2, step_gamma=0.94,
         grad_clip=2.0, label_smoothing=0.1, aux_weight=0.4, ema_decay=0.9999, photometric=0.4),
-    # Seed 004: images resized to 224 without augmentation, Adam lr 1e-4, batch 32, 40 epochs.
-    "seed-adam": Recipe(
-        name="seed-adam", epochs=40, batch_size=32, img_size=224, optimizer="adam", lr=1e-4, weight_decay=0.0,
+    # The PyTorch ImageFolder tutorial: images resized to 224 without augmentation, Adam lr 1e-4, batch 32,
+    # 40 epochs.
+    "tutorial-adam": Recipe(
+        name="tutorial-adam", epochs=40, batch_size=32, img_size=224, optimizer="adam", lr=1e-4, weight_decay=0.0,
         schedule="constant", resize_only=True, hflip=False, aux_logits=False),
     # Strong small-image recipe: pad-and-crop + flip, nesterov SGD, warmup then cosine, label smoothing.
     "cifar": Recipe(
@@ -156,17 +177,24 @@ RECIPES: dict[str, Recipe] = {
 }
 
 
+# Former names still accepted.
+RECIPE_ALIASES = {"seed-adam": "tutorial-adam"}
+
+
 def recipe_names() -> list[str]:
-    """Names of the built-in recipes."""
-    return list(RECIPES)
+    """Names of the built-in recipes, `auto` (chosen from the data) first."""
+    return [AUTO_RECIPE, *RECIPES]
 
 
 def get_recipe(name: str) -> Recipe:
-    """A fresh copy of recipe `name`; `ConfigError` naming the known ones otherwise."""
+    """A fresh copy of recipe `name` (or of the one an alias names); `ConfigError` naming the known ones
+    otherwise. `auto` gives the defaults that `recipes_auto.plan_auto` fills in from the data."""
+    if name == AUTO_RECIPE:
+        return Recipe(name=AUTO_RECIPE)
     try:
-        return dataclasses.replace(RECIPES[name])
+        return dataclasses.replace(RECIPES[RECIPE_ALIASES.get(name, name)])
     except KeyError:
-        raise ConfigError(f"unknown recipe {name!r}; known recipes: {', '.join(RECIPES)}") from None
+        raise ConfigError(f"unknown recipe {name!r}; known recipes: {', '.join(recipe_names())}") from None
 
 
 def parse_value(text: str, annotation: typing.Any, key: str) -> typing.Any:

@@ -7,11 +7,11 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError
-from .recipes import Recipe, apply_overrides, get_recipe
+from .recipes import AUTO_RECIPE, Recipe, apply_overrides, get_recipe
 
 DEFAULT_MODEL = "googlenet_bn"
 # Options that may change when a run is resumed; everything else comes from the checkpoint's config.
-RESUMABLE_CHANGES = ("epochs", "workers", "device", "quiet", "save_every_steps")
+RESUMABLE_CHANGES = ("epochs", "workers", "device", "quiet", "save_every_steps", "patience")
 
 
 def train(model: str | None = None, recipe: str | None = None, data: str | None = None, *,
@@ -23,8 +23,9 @@ def train(model: str | None = None, recipe: str | None = None, data: str | None 
 
     `overrides` sets any Recipe or TrainOptions field by name (as `--set field=value` does; values may be
     strings). Other keyword options are TrainOptions fields: val_split, workers, device, seed, deterministic,
-    strict, quiet, weights, weights_source, save_every_steps. `resume` continues the run folder given, exactly
-    where its last.pt stopped. Returns the report written to report.json.
+    strict, quiet, weights, weights_source, save_every_steps, patience, budget_s; `budget` takes a duration
+    ("10m", "90s", "1h30m"). With `data` and no `recipe`, the `auto` recipe is chosen from the data. `resume`
+    continues the run folder given, exactly where its last.pt stopped. Returns the report written to report.json.
     """
     from .engine.train import fit
 
@@ -40,29 +41,54 @@ def prepare_run(model: str | None = None, recipe: str | None = None, data: str |
                 lr: float | None = None, precision: str | None = None, overrides: dict[str, Any] | None = None,
                 resume: str | None = None, out: str | None = None, **options: Any):
     """Resolve the arguments of `train` into (TrainOptions, Recipe, checkpoint dict or None), validated."""
+    from .engine.budget import parse_duration
     from .engine.train import TrainOptions, default_run_dir
 
     explicit = {"epochs": epochs, "batch_size": batch_size, "img_size": img_size, "lr": lr, "precision": precision}
     explicit = {k: v for k, v in explicit.items() if v is not None}
+    if options.get("budget") is not None:
+        options["budget_s"] = parse_duration(options.pop("budget"))
+    options.pop("budget", None)
     option_fields = {f.name for f in dataclasses.fields(TrainOptions)}
     unknown = sorted(set(options) - option_fields)
     if unknown:
         raise ConfigError(f"unknown training option(s): {', '.join(unknown)}")
     if resume is not None:
         return _prepare_resume(resume, model, recipe, data, explicit, overrides, out, options)
-    model = model or DEFAULT_MODEL
     from .models import get_spec
 
-    recipe_name = recipe or get_spec(model).default_recipe
-    recipe_obj = get_recipe(recipe_name)
-    preset_lr = recipe_obj.lr
-    run_options = TrainOptions(model=model, recipe=recipe_name, data=data, **options)
-    _set_fields(recipe_obj, run_options, {**explicit, **(overrides or {})})
+    auto = recipe == AUTO_RECIPE or (recipe is None and data is not None)
+    run_options = TrainOptions(model=model or DEFAULT_MODEL, data=data, **options)
+    _set_fields(Recipe(), run_options, overrides or {})  # options such as val_split shape the auto plan
+    if auto:
+        recipe_obj, why = _auto_recipe(run_options, model)
+    else:
+        recipe_obj, why = get_recipe(recipe or get_spec(run_options.model).default_recipe), None
+    run_options.recipe = recipe_obj.name
+    preset_lr, preset_batch = recipe_obj.lr, recipe_obj.batch_size
+    changed = {**explicit, **(overrides or {})}
+    _set_fields(recipe_obj, run_options, changed)
     if recipe_obj.lr != preset_lr:  # an lr the user chose is used as given, not scaled to the batch
         run_options.scale_lr = False
-    run_options.reference_batch = run_options.reference_batch or get_recipe(recipe_name).batch_size
-    run_options.out = out or default_run_dir(model)
+    run_options.reference_batch = run_options.reference_batch or preset_batch
+    if why and changed:
+        why += "; given: " + ", ".join(f"{k}={v}" for k, v in changed.items())
+    run_options.recipe_note = why
+    run_options.out = out or default_run_dir(run_options.model)
     return run_options.validate(), recipe_obj.validate(), None
+
+
+def _auto_recipe(options, model: str | None) -> tuple[Recipe, str]:
+    """The `auto` recipe for `options.data` (the model too when `model` is None); (recipe, why)."""
+    from .data.summary import summarize_data
+    from .data.synthetic import ensure_synthetic_dataset
+    from .recipes_auto import auto_model, plan_auto
+
+    summary = summarize_data(options.data if options.data is not None else ensure_synthetic_dataset(), options.seed)
+    if model is None:
+        options.model = auto_model(summary, DEFAULT_MODEL)
+    train_images = summary.images if summary.presplit else round(summary.images * (1 - options.val_split))
+    return plan_auto(summary, options.model, train_images)
 
 
 def _prepare_resume(resume: str, model, recipe, data, explicit: dict, overrides, out, options: dict):

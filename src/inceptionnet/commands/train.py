@@ -23,16 +23,24 @@ def add_training_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--deterministic", action="store_true", default=None,
                    help="deterministic kernels: a CPU run repeats bit for bit")
     p.add_argument("--quiet", action="store_true", default=None, help="no progress bars or epoch lines")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="FIELD=VALUE",
-                   help="override any recipe field or training option, e.g. --set ema_decay=0 (repeatable)")
+    p.add_argument("--set", dest="overrides", action="extend", nargs="+", default=[], metavar="FIELD=VALUE",
+                   help="override any recipe field or training option, e.g. --set ema_decay=0 lr=0.01 "
+                        "(several after one --set, or repeated)")
+    p.add_argument("--budget", metavar="DURATION",
+                   help="wall-clock budget, e.g. 90s, 10m, 1h30m: the epochs are set from the measured step time "
+                        "so that training, validation and checkpoints end within it, schedule completed")
+    p.add_argument("--patience", type=int, metavar="N",
+                   help="stop when validation accuracy has not improved for N epochs (best.pt keeps the best)")
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train a model", description=(
         "Train a model. The run folder (--out, default runs/<model>-<timestamp>) receives config.json, "
         "metrics.csv, TensorBoard events, curves.png, report.json, log.txt, last.pt and best.pt."))
-    p.add_argument("--model", help="registered model name (see `inceptionnet list`; default googlenet_bn)")
-    p.add_argument("--recipe", help=f"training recipe: {', '.join(recipe_names())} (default: the model's)")
+    p.add_argument("--model", help="registered model name (see `inceptionnet list`; default googlenet_bn, or "
+                                   "inception_cifar when the auto recipe finds images of 64 px or less)")
+    p.add_argument("--recipe", help=f"training recipe: {', '.join(recipe_names())} (default: auto with --data, "
+                                    "else the model's)")
     p.add_argument("--data", help="image folder of class folders, a folder with train/ and val/, or a CIFAR-10 "
                                   "folder (default: the embedded synthetic set)")
     p.add_argument("--val-split", type=float, help="validation fraction when the data has no val/ (default 0.2)")
@@ -59,7 +67,8 @@ def training_kwargs(args: argparse.Namespace, names: tuple[str, ...]) -> dict:
     return kwargs
 
 
-SHARED = ("epochs", "batch_size", "img_size", "lr", "workers", "device", "precision", "seed", "deterministic", "quiet")
+SHARED = ("epochs", "batch_size", "img_size", "lr", "workers", "device", "precision", "seed", "deterministic", "quiet",
+          "budget", "patience")
 
 
 def run(args: argparse.Namespace) -> int:

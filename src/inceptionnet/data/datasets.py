@@ -11,7 +11,7 @@ from torch.utils.data import Dataset
 
 from ..errors import DataError
 from .cifar import cifar10_datasets, find_cifar10_root
-from .folder import FolderScan, ImageDataset, Sample, scan_image_folder, stratified_split
+from .folder import FolderScan, ImageDataset, Sample, scan_image_folder, single_sample_classes, stratified_split
 from .synthetic import ensure_synthetic_dataset
 
 Transform = Callable
@@ -22,7 +22,8 @@ class Datasets:
     """Train, validation and optional test datasets with their class names.
 
     `skipped` lists (path, reason) for files left out while scanning; `source` says in words where
-    the data came from (for logs and reports).
+    the data came from (for logs and reports); `notes` are warnings for the log (a class kept out of
+    validation because it has a single image).
     """
 
     train: Dataset
@@ -31,6 +32,7 @@ class Datasets:
     class_names: list[str]
     skipped: list[tuple[str, str]] = field(default_factory=list)
     source: str = ""
+    notes: list[str] = field(default_factory=list)
 
 
 def _relabel(scan: FolderScan, class_names: list[str], folder: Path) -> list[Sample]:
@@ -73,6 +75,8 @@ def _from_one_folder(
         class_names=scan.class_names,
         skipped=scan.skipped,
         source=f"{root}, split {1 - val_split:g}/{val_split:g} with seed {seed}",
+        notes=[f"class {scan.class_names[label]} has a single image: kept in train, none of it in validation"
+               for label in single_sample_classes(scan.samples)],
     )
 
 

@@ -114,29 +114,38 @@ def stratified_split(samples: Sequence[Sample], val_fraction: float, seed: int) 
     """Split (path, label) samples into train and validation, keeping each class's share.
 
     Each class gives `round(n * val_fraction)` samples to validation, at least 1 and at most n - 1,
-    drawn with `seed`; the result does not depend on the input order. Raises `DataError` when a class
-    has fewer than 2 samples and `ConfigError` for a fraction outside (0, 1).
+    drawn with `seed`; the result does not depend on the input order. A class with a single sample keeps
+    it in train (see `single_sample_classes` to say so). Raises `DataError` when no class can give any
+    sample to validation and `ConfigError` for a fraction outside (0, 1).
     """
     if not 0.0 < val_fraction < 1.0:
         raise ConfigError(f"--val-split must be between 0 and 1 (exclusive), got {val_fraction}")
-    by_label: dict[int, list[Sample]] = defaultdict(list)
-    for sample in sorted(samples):
-        by_label[sample[1]].append(sample)
+    by_label = _by_label(samples)
     rng = random.Random(seed)
     train: list[Sample] = []
     val: list[Sample] = []
     for label in sorted(by_label):
         members = by_label[label]
-        if len(members) < 2:
-            folder = Path(members[0][0]).parent
-            raise DataError(
-                f"class {label} ({folder}) has {len(members)} image; at least 2 are needed to split off validation"
-            )
         n_val = min(max(1, round(len(members) * val_fraction)), len(members) - 1)
         chosen = set(rng.sample(range(len(members)), n_val))
         for i, sample in enumerate(members):
             (val if i in chosen else train).append(sample)
+    if not val:
+        raise DataError(f"every class of {Path(samples[0][0]).parent.parent} has a single image: at least one "
+                        "class needs 2 to split off validation")
     return sorted(train), sorted(val)
+
+
+def single_sample_classes(samples: Sequence[Sample]) -> list[int]:
+    """The labels that have exactly one sample (kept in train by `stratified_split`)."""
+    return [label for label, members in sorted(_by_label(samples).items()) if len(members) == 1]
+
+
+def _by_label(samples: Sequence[Sample]) -> dict[int, list[Sample]]:
+    by_label: dict[int, list[Sample]] = defaultdict(list)
+    for sample in sorted(samples):
+        by_label[sample[1]].append(sample)
+    return by_label
 
 
 class ImageDataset(Dataset):

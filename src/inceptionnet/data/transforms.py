@@ -57,6 +57,8 @@ class TrainAugment:
     random_interpolation: draw the resize filter from bilinear/area/nearest/bicubic (GoogLeNet).
     pad_crop: CIFAR style, pad by N pixels then take a random img_size crop (replaces the resized crop).
     resize_only: plain resize to img_size x img_size, no augmentation at all.
+    auto_augment: "trivial" (TrivialAugmentWide) or "randaugment" (RandAugment) on the uint8 crop, "none" off.
+    random_erasing: probability of erasing a random rectangle of the normalised image (RandomErasing, value 0).
     """
 
     scale: tuple[float, float] = (0.08, 1.0)
@@ -66,6 +68,11 @@ class TrainAugment:
     random_interpolation: bool = False
     pad_crop: int = 0
     resize_only: bool = False
+    auto_augment: str = "none"
+    random_erasing: float = 0.0
+
+
+AUTO_AUGMENT_POLICIES = {"none": None, "trivial": v2.TrivialAugmentWide, "randaugment": v2.RandAugment}
 
 
 def resample_filter(name: str) -> Image.Resampling:
@@ -174,6 +181,11 @@ class TrainTransform:
         if aug.photometric > 0:
             level = 0.4 * aug.photometric
             self.jitter = v2.ColorJitter(brightness=level, contrast=level, saturation=level, hue=min(level / 4, 0.5))
+        if aug.auto_augment not in AUTO_AUGMENT_POLICIES:
+            raise ConfigError(f"unknown auto_augment {aug.auto_augment!r}; known: {', '.join(AUTO_AUGMENT_POLICIES)}")
+        policy = AUTO_AUGMENT_POLICIES[aug.auto_augment]
+        self.policy = policy() if policy is not None else None
+        self.erasing = v2.RandomErasing(p=aug.random_erasing, value=0) if aug.random_erasing > 0 else None
 
     def _interpolation(self) -> str:
         if self.aug.random_interpolation:
@@ -210,8 +222,14 @@ class TrainTransform:
             image = image.flip(-1)
         if augment and self.jitter is not None:
             image = self.jitter(image)
+        if augment and self.policy is not None:
+            image = self.policy(image)
         # Either way the channels-last pixels of the resize become planar in the one copy that is needed.
-        return to_model_input(image, self.preprocess) if self.normalize else planar(image)
+        if not self.normalize:
+            return planar(image)
+        image = to_model_input(image, self.preprocess)
+        # Erased after normalising, so the rectangle holds the mean colour (0), as in timm and torchvision.
+        return self.erasing(image) if augment and self.erasing is not None else image
 
 
 def _pad_random_crop(image: Tensor, pad: int) -> Tensor:

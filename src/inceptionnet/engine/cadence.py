@@ -12,8 +12,12 @@ import math
 import time
 from dataclasses import dataclass, field
 
-# `auto` validates so that validation stays within this share of the training time.
-VAL_SHARE = 0.03
+from .runlog import LAST_EPOCHS_MEAN
+
+# `auto` validates so that validation stays within this share of the training time...
+VAL_SHARE = 0.02
+# ...and in every one of the last epochs, whose mean the report gives as a measure of stability.
+VALIDATE_LAST = LAST_EPOCHS_MEAN
 # last.pt is written at least this often (and after every new best and at the end).
 CHECKPOINT_EVERY_S = 60.0
 
@@ -24,20 +28,22 @@ class Cadence:
 
     `val_every` N > 0 validates every N epochs; 0 (auto) validates the first epoch, measures what the pass
     cost against the epoch's training time, and from then on validates every `interval` epochs, the
-    fewest that keep validation within VAL_SHARE of the training time. The last epoch always validates.
-    `checkpoint_every_s` bounds the training time a crash can lose (`--save-every-steps` goes finer).
+    fewest that keep validation within VAL_SHARE of the training time, and every one of the last
+    VALIDATE_LAST epochs. The last epoch always validates. `checkpoint_every_s` bounds the training time a
+    crash can lose (`--save-every-steps` goes finer).
     """
 
-    epochs: int
     val_every: int = 0
     checkpoint_every_s: float = CHECKPOINT_EVERY_S
     interval: int = 1
     last_val_epoch: int = 0
     last_save: float = field(default_factory=lambda: time.monotonic())
 
-    def validate_now(self, epoch: int) -> bool:
-        """Whether epoch `epoch` ends with a validation pass."""
-        return epoch >= self.epochs or epoch - self.last_val_epoch >= (self.val_every or self.interval)
+    def validate_now(self, epoch: int, epochs: int) -> bool:
+        """Whether epoch `epoch` of `epochs` ends with a validation pass."""
+        if epoch >= epochs or (not self.val_every and epoch > epochs - VALIDATE_LAST):
+            return True
+        return epoch - self.last_val_epoch >= (self.val_every or self.interval)
 
     def validated(self, epoch: int, val_seconds: float, train_seconds: float) -> None:
         """Record a validation pass after epoch `epoch` that took `val_seconds` against `train_seconds`."""

@@ -27,14 +27,16 @@ from ..fileio import atomic_write, atomic_write_text
 # Fixed leading columns of metrics.csv, in this order; other keys the engine passes follow, sorted.
 # Drawing curves.png costs about half a second: a short epoch must not pay it every time.
 CURVES_REFRESH_S = 30.0
+# report.json's `last5_val_acc_mean` averages this many last epochs (a stable run keeps it near the best).
+LAST_EPOCHS_MEAN = 5
 CORE_COLUMNS = ("epoch", "train_acc", "train_loss", "val_acc", "val_loss", "lr", "time", "data_time")
 
 
 def format_epoch_line(epoch: int, epochs: int, metrics: Mapping[str, Any]) -> str:
-    """`Epoch: 3/10  train_acc 81.0%  train_loss 0.929  val_acc 84.4%  val_loss 0.898  lr 1.00E-04  time 12.3s
-    (data 1.1s)`; parts whose value is missing are left out. `epoch` counts from 1."""
+    """`Epoch: 3/10  train_acc 81.0%  train_loss 0.929  val_acc 84.4%  val_bacc 83.9%  val_loss 0.898  lr 1.00E-04
+    time 12.3s (data 1.1s)`; parts whose value is missing are left out. `epoch` counts from 1."""
     parts = [f"Epoch: {epoch}/{epochs}"]
-    for key in ("train_acc", "train_loss", "val_acc", "val_loss"):
+    for key in ("train_acc", "train_loss", "val_acc", "val_bacc", "val_loss"):
         value = metrics.get(key)
         if value is not None:
             parts.append(f"{key} {100 * value:.1f}%" if key.endswith("acc") else f"{key} {value:.3f}")
@@ -229,7 +231,8 @@ class RunLogger:
 
     def write_report(self, report: Mapping[str, Any] | None = None,
                      skipped: Sequence[tuple[str, str]] = ()) -> dict[str, Any]:
-        """Write report.json: best epoch and validation accuracy, final accuracies, the skipped files
+        """Write report.json: best epoch and validation accuracy, final accuracies, the mean validation accuracy
+        of the last LAST_EPOCHS_MEAN epochs, balanced accuracies at the best and final epochs, the skipped files
         (list of (path, reason) and their count), summed epoch and data-loading times, mean throughput (from
         the rows' `images_per_s`), wall time since the logger started, and every key of `report` the engine
         passes (checkpoint paths, test metrics...; these win on a clash). Returns the report dict."""
@@ -237,7 +240,10 @@ class RunLogger:
         scored = [r for r in self.rows if r.get("val_acc") is not None]
         if scored:
             best = max(scored, key=lambda r: r["val_acc"])
-            out.update(best_epoch=best["epoch"], best_val_acc=best["val_acc"], final_val_acc=scored[-1]["val_acc"])
+            last = scored[-LAST_EPOCHS_MEAN:]
+            out.update(best_epoch=best["epoch"], best_val_acc=best["val_acc"], final_val_acc=scored[-1]["val_acc"],
+                       last5_val_acc_mean=sum(r["val_acc"] for r in last) / len(last),
+                       best_val_bacc=best.get("val_bacc"), final_val_bacc=scored[-1].get("val_bacc"))
         if self.rows:
             out["final_train_acc"] = self.rows[-1].get("train_acc")
         for key, total in (("time", "epoch_time_s"), ("data_time", "data_time_s")):

@@ -30,10 +30,13 @@ from ..models import create_model, get_spec
 from ..recipes import Recipe
 from ..runtime import channels_last_default, training_precision
 from . import distributed as dist
+from .balance import class_counts, class_weights
+from .budget import BudgetPlan, estimate_epoch_s, fit_schedule
 from .cadence import CHECKPOINT_EVERY_S, Cadence
 from .checkpoint import load_checkpoint, save_checkpoint
 from .ema import build_ema
 from .losses import AuxLoss
+from .mixing import build_mixer
 from .optim import build_optimizer, build_scheduler
 from .reproducibility import (
     EpochTaggedSampler,
@@ -63,7 +66,9 @@ class TrainOptions:
     time; the last epoch always); `checkpoint_every_s` bounds the training time a crash can lose.
     `weights`/`weights_source` start from saved weights (see `inceptionnet.load_weights`).
     Under torchrun: `sync_bn` uses SyncBatchNorm (CUDA), `dist_timeout_s` bounds how long a collective waits
-    for a rank that died or hangs before the job fails.
+    for a rank that died or hangs before the job fails. `patience` > 0 stops after that many epochs without a
+    better validation top-1 (best.pt keeps the best). `budget_s` > 0 sets the epochs so the run ends within
+    that many seconds (see budget.py). `recipe_note` says why the `auto` recipe chose what it did.
     """
 
     model: str = "googlenet_bn"
@@ -86,6 +91,9 @@ class TrainOptions:
     reference_batch: int | None = None
     sync_bn: bool = False
     dist_timeout_s: float = dist.DEFAULT_TIMEOUT_S
+    patience: int = 0
+    budget_s: float = 0.0
+    recipe_note: str | None = None
 
     def validate(self) -> TrainOptions:
         """Raise `ConfigError` for an option that cannot work; return self."""
@@ -103,6 +111,10 @@ class TrainOptions:
             raise ConfigError(f"--seed must not be negative, got {self.seed}")
         if not self.dist_timeout_s > 0:
             raise ConfigError(f"dist_timeout_s must be positive, got {self.dist_timeout_s}")
+        if self.patience < 0:
+            raise ConfigError(f"--patience must not be negative, got {self.patience}")
+        if self.budget_s < 0:
+            raise ConfigError(f"--budget must be positive, got {self.budget_s}s")
         return self
 
     def to_dict(self) -> dict:
@@ -168,8 +180,12 @@ class Trainer:
         self.epoch = 0
         self.batch_in_epoch = 0
         self.stats = EpochStats()
-        self.cadence = Cadence(recipe.epochs, options.val_every, options.checkpoint_every_s)
+        # Early stopping counts epochs without a better validation: it needs one every epoch.
+        val_every = options.val_every or (1 if options.patience else 0)
+        self.cadence = Cadence(val_every, options.checkpoint_every_s)
         self.steps_seconds = 0.0  # time inside the training steps (loading included), for the report
+        self.budget: BudgetPlan | None = None
+        self.val_recall: list[float] = []
 
     # ---- setup ------------------------------------------------------------------------------------------
     def build_data(self) -> None:
@@ -181,7 +197,8 @@ class Trainer:
         r = self.recipe
         aug = TrainAugment(scale=(r.scale_min, r.scale_max), ratio=(r.ratio_min, r.ratio_max), hflip=r.hflip,
                            photometric=r.photometric, random_interpolation=r.random_interpolation,
-                           pad_crop=r.pad_crop, resize_only=r.resize_only)
+                           pad_crop=r.pad_crop, resize_only=r.resize_only, auto_augment=r.auto_augment,
+                           random_erasing=r.random_erasing)
         # The synthetic set may need generating: rank 0 first, then the others read it. Real folders are
         # scanned by all ranks at once (a long scan must not wait out the collective timeout).
         generate_first = self.options.data is None
@@ -197,6 +214,10 @@ class Trainer:
             path, reason = self.data.skipped[0]
             raise DataError(f"--strict: cannot use {path}: {reason}")
         self.note_skipped(self.data.skipped)
+        for note in self.data.notes:
+            self.log.warn(note)
+        self.class_weights, self.balance_note = class_weights(class_counts(self.data.train, len(self.class_names)),
+                                                              r.balance)
         plan = dist.plan_batch_and_lr(r.batch_size, self.ctx.world_size, r.lr, self.options.reference_batch,
                                       self.options.scale_lr)
         self.batch_plan = plan
@@ -240,7 +261,9 @@ class Trainer:
         self.optimizer = build_optimizer(model, dataclasses.replace(r, lr=self.batch_plan.lr))
         self.scheduler = build_scheduler(self.optimizer, r, self.steps_per_epoch)
         self.ema = build_ema(model, r.ema_decay, r.ema_warmup) if r.ema_decay > 0 else None
-        self.criterion = AuxLoss(self.aux_weight if self.aux_logits else 0.0, r.label_smoothing)
+        self.criterion = AuxLoss(self.aux_weight if self.aux_logits else 0.0, r.label_smoothing,
+                                 self.class_weights).to(self.device)
+        self.mixer = build_mixer(r, len(self.class_names))
         self.train_model = dist.wrap_ddp(model, self.device, sync_bn=self.options.sync_bn)
 
     def load_start_weights(self, model: nn.Module) -> None:
@@ -364,21 +387,65 @@ class Trainer:
             self.restore(self.resume)
         else:
             self.log.log(f"run folder: {self.run_dir}")
+        if self.options.budget_s and not self.resume:
+            self.plan_budget(started)
         self.log.save_config(self.config())
         self.describe()
-        while self.epoch < self.recipe.epochs:
+        while self.epoch < self.recipe.epochs and not self.out_of_patience():
+            epoch_started = time.time()
             metrics = self.train_epoch()
             if self.validation_due():
                 metrics.update(self.validate())
             self.finish_epoch(metrics)
+            self.replan_budget(time.time() - epoch_started)
         report = self.final_report(time.time() - started)
         return report
+
+    def plan_budget(self, started: float) -> None:
+        """Set the epochs from a step time measured on a copy of the model before training; ConfigError when
+        the budget cannot hold one epoch."""
+        self.budget = BudgetPlan(self.options.budget_s, started)
+        epoch_s = estimate_epoch_s(self.model, self.budget_loss, self.data, self.batch_plan.per_rank_batch,
+                                   self.batches_per_epoch, self.img_size, self.options.workers, self.device)
+        self.budget.check_first_epoch(epoch_s)
+        fit_schedule(self.recipe, self.budget.epochs_for(0, epoch_s))
+        self.log.log(f"budget {self.options.budget_s:g}s: about {epoch_s:.1f}s an epoch (measured before "
+                     f"training) -> {self.recipe.epochs} epochs; set again after each epoch from measured times")
+
+    def budget_loss(self, model: nn.Module, images: Tensor, targets: Tensor) -> Tensor:
+        """The training loss of `model` on one batch, as `forward_backward` computes it (for step timing)."""
+        with self.precision.autocast():
+            logits, aux = model(images, with_aux=True) if self.aux_logits else (model(images), ())
+            return self.criterion(logits.float(), [a.float() for a in aux], targets)[0]
+
+    def replan_budget(self, epoch_s: float) -> None:
+        """After each epoch, set the epochs again from the measured epoch times (`epoch_s`: the wall time of the
+        epoch just done, training, validation and checkpoint); the cosine follows the new end."""
+        if self.budget is None:
+            return
+        epochs = dist.broadcast_object(self.budget.record(self.epoch, epoch_s, self.recipe.epochs))
+        if epochs != self.recipe.epochs:
+            self.log.log(f"budget: {epoch_s:.1f}s an epoch measured -> {epochs} epochs")
+            fit_schedule(self.recipe, epochs)
+            self.log.save_config(self.config())
+
+    def out_of_patience(self) -> bool:
+        """True (said once in the log) when `patience` epochs passed without a better validation top-1."""
+        waited = self.epoch - self.best_epoch
+        if not self.options.patience or self.best_epoch == 0 or waited < self.options.patience:
+            return False
+        self.log.log(f"early stop after epoch {self.epoch}: no better val top-1 for {waited} epochs; best.pt keeps "
+                     f"epoch {self.best_epoch}")
+        return True
 
     def describe(self) -> None:
         aux = f"aux heads x{self.aux_weight}" if self.aux_logits else "no aux heads"
         self.log.log(f"model {self.options.model} ({aux}), {self.img_size}px, recipe {self.recipe.name}, "
                      f"{self.precision.describe()}{', channels_last' if self.channels_last else ''}, "
                      f"{self.ctx.describe(self.device)}")
+        if self.options.recipe_note:
+            self.log.log(self.options.recipe_note)
+        self.log.log(self.balance_note)
         self.log.log(f"data: {self.data.source}: {len(self.data.train)} train / "
                      + " / ".join(f"{len(getattr(self.data, s))} {s}" for s in self.eval_loaders)
                      + f" images, {len(self.class_names)} classes; {self.batch_plan.note}")
@@ -451,12 +518,14 @@ class Trainer:
         targets = targets.to(self.device, non_blocking=True)
         if self.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
+        # Mixed batches train on soft targets; accuracy is still counted against each image's own label.
+        images, soft_targets = self.mixer(images, targets) if self.mixer is not None else (images, targets)
         with self.precision.autocast():
             if self.aux_logits:
                 logits, aux = self.train_model(images, with_aux=True)
             else:
                 logits, aux = self.train_model(images), ()
-            loss, main = self.criterion(logits.float(), [a.float() for a in aux], targets)
+            loss, main = self.criterion(logits.float(), [a.float() for a in aux], soft_targets)
         if not self.everywhere(bool(torch.isfinite(loss))):
             self.nonfinite_total += 1
             self.nonfinite_in_row += 1
@@ -517,11 +586,13 @@ class Trainer:
         return self.eval_cache[split]
 
     @torch.no_grad()
-    def evaluate(self, model: nn.Module, loader: Iterable) -> dict[str, float]:
-        """Top-1, top-5, cross-entropy and image count of `model` over `loader`, summed over every rank."""
+    def evaluate(self, model: nn.Module, loader: Iterable) -> dict[str, Any]:
+        """Top-1, top-5, cross-entropy, image count, balanced accuracy (`bacc`, the mean per-class recall) and
+        per-class `recall` (a list) of `model` over `loader`, summed over every rank."""
         model.eval()
-        k = min(5, len(self.class_names))
-        sums = torch.zeros(4, dtype=torch.float64)
+        num_classes = len(self.class_names)
+        k = min(5, num_classes)
+        sums = torch.zeros(4 + 2 * num_classes, dtype=torch.float64)
         for batch in loader:
             self.note_skipped(batch.skipped)
             images = batch.images.to(self.device, non_blocking=True)
@@ -531,12 +602,20 @@ class Trainer:
             with self.precision.autocast():
                 logits = model(images).float()
             top = logits.topk(k, dim=1).indices
-            sums += torch.tensor([float((top[:, 0] == targets).sum()), float((top == targets[:, None]).any(1).sum()),
-                                  float(nn.functional.cross_entropy(logits, targets, reduction="sum")),
-                                  targets.numel()], dtype=torch.float64)
-        sums = dist.all_reduce_sum(sums.tolist()).tolist()
-        n = max(sums[3], 1)
-        return {"acc": sums[0] / n, f"top{k}": sums[1] / n, "loss": sums[2] / n, "images": int(sums[3])}
+            hits = top[:, 0] == targets
+            sums += torch.cat([
+                torch.tensor([float(hits.sum()), float((top == targets[:, None]).any(1).sum()),
+                              float(nn.functional.cross_entropy(logits, targets, reduction="sum")), targets.numel()],
+                             dtype=torch.float64),
+                torch.bincount(targets[hits].cpu(), minlength=num_classes).double(),
+                torch.bincount(targets.cpu(), minlength=num_classes).double()])
+        sums = torch.tensor(dist.all_reduce_sum(sums.tolist()).tolist(), dtype=torch.float64)
+        n = max(float(sums[3]), 1)
+        present = sums[4 + num_classes:] > 0
+        recall = (sums[4:4 + num_classes] / sums[4 + num_classes:].clamp(min=1)).tolist()
+        bacc = float(sum(r for r, p in zip(recall, present.tolist(), strict=True) if p) / max(int(present.sum()), 1))
+        return {"acc": float(sums[0]) / n, f"top{k}": float(sums[1]) / n, "loss": float(sums[2]) / n,
+                "images": int(sums[3]), "bacc": bacc, "recall": recall}
 
     def eval_model(self) -> nn.Module:
         """The network that is evaluated and kept as best: the weight average when the recipe has one."""
@@ -544,18 +623,19 @@ class Trainer:
 
     def validation_due(self) -> bool:
         """Whether the epoch just trained ends with validation (rank 0 decides: the ranks validate together)."""
-        return bool(dist.broadcast_object(self.cadence.validate_now(self.epoch + 1)))
+        return bool(dist.broadcast_object(self.cadence.validate_now(self.epoch + 1, self.recipe.epochs)))
 
     def validate(self) -> dict[str, float]:
         """Validation metrics (`val_acc`, `val_loss`, ...) of the evaluated model; tells the cadence its cost."""
         if "val" not in self.eval_loaders:
             return {}
         started = time.perf_counter()
-        metrics = {f"val_{k}": v for k, v in self.evaluate(self.eval_model(), self.eval_batches("val")).items()}
+        metrics = self.evaluate(self.eval_model(), self.eval_batches("val"))
+        self.val_recall = metrics.pop("recall")
         train_seconds = self.stats.data_time + self.stats.compute_time
         self.cadence.validated(self.epoch + 1, time.perf_counter() - started, train_seconds)
         self.cadence.interval = dist.broadcast_object(self.cadence.interval)
-        return metrics
+        return {f"val_{k}": v for k, v in metrics.items()}
 
     def finish_epoch(self, metrics: dict[str, float]) -> None:
         """Close the epoch: checkpoint last.pt (and best.pt on a new best val top-1), log the epoch line."""
@@ -589,6 +669,11 @@ class Trainer:
             "outside_steps_fraction": round(1 - self.steps_seconds / max(wall_time, 1e-9), 4),
             "best_val_top1": self.best_top1 if self.best_top1 >= 0 else None,
             "last_checkpoint": str(self.run_dir / "last.pt"),
+            "final_model": ("last.pt: the EMA of the weights at the last epoch" if self.ema is not None else
+                            "last.pt: the weights at the last epoch") + "; best.pt: the epoch of best val top-1",
+            "val_per_class_recall": dict(zip(self.class_names, self.val_recall, strict=False)),
+            "class_weights": self.class_weights.tolist() if self.class_weights is not None else None,
+            "budget_s": self.options.budget_s or None,
         }
         best = self.run_dir / "best.pt"
         dist.barrier()
@@ -598,6 +683,7 @@ class Trainer:
                 ckpt = load_checkpoint(best)
                 self.eval_model().load_state_dict(ckpt["ema"] if ckpt["ema"] is not None else ckpt["model"])
                 test = self.evaluate(self.eval_model(), self.eval_loaders["test"])
+                extra["test_per_class_recall"] = dict(zip(self.class_names, test.pop("recall"), strict=True))
                 extra.update({f"test_{k}": v for k, v in test.items()})
         for other in dist.all_gather_objects(self.skipped)[1:]:  # each rank saw its own share of the files
             for path, reason in other.items():

@@ -12,11 +12,13 @@ Variants and their deliberate differences:
   without padding in ceil mode, which give Table 1's 112, 56, 28, 14, 7 at 224. The 7x7 average pool
   is adaptive (identical at 224, global at other sizes). Aux heads: the paper's 5x5/3 average pool where
   it yields 4x4 (4a/4d maps of 14-16 pixels), adaptive 4x4 pooling elsewhere. 6,998,552 parameters
-  without aux at 1000 classes, 1.583 G multiply-adds at 224. Weight init is torch's Kaiming-normal,
-  not the paper's (unstated) DistBelief scheme.
-- `googlenet_bn`: seed 004's InceptionV1 in conv-BN-ReLU form everywhere (the seed's stem has no BN;
-  BN makes its conv biases redundant, so they are dropped), BN eps 1e-5 as the seed. Not copied from
-  the seed: its `nn.Softmax` at the end (the model returns logits; a softmax before CrossEntropyLoss
+  without aux at 1000 classes, 1.583 G multiply-adds at 224. Weight init is the released Caffe model's
+  (the paper states none): Caffe's "xavier" filler (uniform, variance 1/fan_in) everywhere, convolution
+  biases 0.2, linear biases 0. Without BN, Kaiming-normal init gives logits of std ~65 at init and
+  the paper recipe diverges within a few batches; this init gives ~1.
+- `googlenet_bn`: the PyTorch ImageFolder tutorial's InceptionV1 in conv-BN-ReLU form (its stem has no BN;
+  BN makes its conv biases redundant, so they are dropped), BN eps 1e-5 as the tutorial. Not copied from
+  the tutorial: its `nn.Softmax` at the end (the model returns logits; a softmax before CrossEntropyLoss
   squashes gradients) and its extra FC 1024 + ReLU before the classifier (not in Table 1; 1.05 M
   parameters). Its max-pools use padding 1 in floor mode; ours are ceil mode (same sizes at 224).
   Aux heads are the paper's with BN after the 1x1 conv.
@@ -184,7 +186,10 @@ class GoogLeNet(InceptionClassifier):
         self.dropout = nn.Dropout(cfg.dropout)
         self.fc = nn.Linear(FEATURE_CHANNELS, num_classes)
         self.classifier_names = ("fc", *(f"{name}.fc2" for name in AUX_TAPS)) if aux_logits else ("fc",)
-        init_weights(self)
+        if cfg.bn_eps is None:
+            caffe_init(self)
+        else:
+            init_weights(self)
 
     def forward_head(self, x: Tensor, with_aux: bool) -> tuple[Tensor, list[Tensor]]:
         if self.transform_input:
@@ -197,6 +202,18 @@ class GoogLeNet(InceptionClassifier):
                 aux.append(getattr(self, taps[name])(x))
         x = self.dropout(torch.flatten(self.avgpool(x), 1))
         return self.fc(x), aux
+
+
+def caffe_init(model: nn.Module) -> None:
+    """The released Caffe GoogLeNet's initialisation: "xavier" weights (uniform in +-sqrt(3 / fan_in)),
+    convolution biases 0.2 (every ReLU starts active), linear biases 0."""
+    for m in model.modules():
+        if isinstance(m, (nn.Conv2d, nn.Linear)):
+            fan_in = m.weight[0].numel()
+            bound = (3.0 / fan_in) ** 0.5
+            nn.init.uniform_(m.weight, -bound, bound)
+            if m.bias is not None:
+                nn.init.constant_(m.bias, 0.2 if isinstance(m, nn.Conv2d) else 0.0)
 
 
 def _out_channels(module_name: str) -> int:
@@ -239,10 +256,11 @@ _register(
 )
 _register(
     "googlenet_bn", BN_CONFIG,
-    "GoogLeNet with conv-BN-ReLU everywhere (seed 004's InceptionV1, BN eps 1e-5): no LRN, no conv bias, true 5x5, "
-    "Table 1 widths, paper aux heads in BN form. Unlike the seed: BN in the stem too, logits instead of an "
-    "in-model softmax, and a single linear head instead of the seed's extra FC 1024 + ReLU.",
-    default_recipe="seed-adam",
+    "GoogLeNet with conv-BN-ReLU everywhere (the PyTorch ImageFolder tutorial's InceptionV1, BN eps 1e-5): no LRN, "
+    "no conv bias, true 5x5, "
+    "Table 1 widths, paper aux heads in BN form. Unlike the tutorial: BN in the stem too, logits instead of an "
+    "in-model softmax, and a single linear head instead of the tutorial's extra FC 1024 + ReLU.",
+    default_recipe="tutorial-adam",
 )
 _register(
     "googlenet_tv", TORCHVISION_CONFIG,
