@@ -169,7 +169,7 @@ class GoogLeNet(InceptionClassifier):
         stem = _stem(cfg, in_chans)
         for name, layer in stem.items():
             self.add_module(name, layer)
-        self.input_pad_fill = None
+        self.register_buffer("input_pad_fill", None, persistent=False)
         if input_pad_fill is not None:
             # Weights with an input transform folded into conv1 (weights.fold_input_affine) saw zero padding
             # after the transform: conv1 then pads with the per-channel value that the transform maps to 0.

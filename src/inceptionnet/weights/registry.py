@@ -127,7 +127,7 @@ _BY_TAG = {spec.tag: spec for spec in WEIGHTS}
 
 def list_weights(model: str | None = None) -> list[WeightSpec]:
     """Every weight record, or those of `model`, in registry order (a model's default first)."""
-    return [spec for spec in WEIGHTS if model is None or spec.model == model]
+    return [spec for spec in _BY_TAG.values() if model is None or spec.model == model]
 
 
 def get_weights(tag: str) -> WeightSpec:
