@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +11,8 @@ from .errors import ConfigError
 from .recipes import Recipe, apply_overrides, get_recipe
 
 DEFAULT_MODEL = "googlenet_bn"
+# With data and no model named, training starts from these ImageNet weights (README: "Pretrained by default").
+DEFAULT_PRETRAINED = "googlenet_tv.tv_in1k"
 # Options that may change when a run is resumed; everything else comes from the checkpoint's config.
 RESUMABLE_CHANGES = ("epochs", "workers", "device", "quiet", "save_every_steps")
 
@@ -23,8 +26,10 @@ def train(model: str | None = None, recipe: str | None = None, data: str | None 
 
     `overrides` sets any Recipe or TrainOptions field by name (as `--set field=value` does; values may be
     strings). Other keyword options are TrainOptions fields: val_split, workers, device, seed, deterministic,
-    strict, quiet, weights, weights_source, save_every_steps. `resume` continues the run folder given, exactly
-    where its last.pt stopped. Returns the report written to report.json.
+    strict, quiet, weights, weights_source, save_every_steps. `pretrained` starts from published weights: a tag,
+    True for the model's default, False for none; unset, a run on `data` with no model named starts from
+    DEFAULT_PRETRAINED's ImageNet weights when they are cached or can be downloaded. `resume` continues the
+    run folder given, exactly where its last.pt stopped. Returns the report written to report.json.
     """
     from .engine.train import fit
 
@@ -43,13 +48,14 @@ def prepare_run(model: str | None = None, recipe: str | None = None, data: str |
 
     explicit = {"epochs": epochs, "batch_size": batch_size, "img_size": img_size, "lr": lr, "amp": amp}
     explicit = {k: v for k, v in explicit.items() if v is not None}
+    pretrained = options.pop("pretrained", None)
     option_fields = {f.name for f in dataclasses.fields(TrainOptions)}
     unknown = sorted(set(options) - option_fields)
     if unknown:
         raise ConfigError(f"unknown training option(s): {', '.join(unknown)}")
     if resume is not None:
         return _prepare_resume(resume, model, recipe, data, explicit, overrides, out, options)
-    model = model or DEFAULT_MODEL
+    model = _choose_start_weights(model, data, pretrained, options)
     from .models import get_spec
 
     recipe_name = recipe or get_spec(model).default_recipe
@@ -62,6 +68,35 @@ def prepare_run(model: str | None = None, recipe: str | None = None, data: str |
     run_options.reference_batch = run_options.reference_batch or get_recipe(recipe_name).batch_size
     run_options.out = out or default_run_dir(model)
     return run_options.validate(), recipe_obj.validate(), None
+
+
+def _choose_start_weights(model: str | None, data: str | None, pretrained: bool | str | None,
+                          options: dict[str, Any]) -> str:
+    """The model to train, setting `options["weights"]` to the published weights it starts from.
+
+    `pretrained`: a tag, True (the model's default weights), False (from scratch) or None (the default:
+    with `data` and no model named, DEFAULT_PRETRAINED if its file is cached or can be downloaded, else
+    from scratch after one line saying how to get it)."""
+    from .errors import WeightsError
+    from .weights import fetch_weights, get_weights, resolve_weights
+
+    if pretrained is None and model is None and data is not None and not options.get("weights"):
+        spec = get_weights(DEFAULT_PRETRAINED)
+        try:
+            fetch_weights(spec, progress=not options.get("quiet"))
+        except WeightsError as e:
+            print(f"inceptionnet train: no ImageNet weights, training {spec.model} from scratch: {e}", file=sys.stderr)
+            return spec.model
+        options["weights"] = spec.tag
+        return spec.model
+    if not pretrained:
+        return model or DEFAULT_MODEL
+    if options.get("weights"):
+        raise ConfigError("--pretrained and --weights both name start weights; give one")
+    tag = pretrained if isinstance(pretrained, str) else None
+    spec = resolve_weights(model or (tag or DEFAULT_PRETRAINED).split(".")[0], pretrained=True, weights=tag)
+    options["weights"] = spec.tag
+    return spec.model
 
 
 def _prepare_resume(resume: str, model, recipe, data, explicit: dict, overrides, out, options: dict):

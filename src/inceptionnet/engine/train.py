@@ -25,7 +25,7 @@ from ..data.loaders import seed_everything
 from ..errors import ConfigError, DataError, InceptionNetError, WeightsError
 from ..fast import optimize
 from ..fileio import atomic_copy
-from ..models import create_model, get_spec
+from ..models import Preprocess, create_model, get_spec
 from ..recipes import Recipe
 from . import distributed as dist
 from .checkpoint import load_checkpoint, save_checkpoint
@@ -135,7 +135,7 @@ class Trainer:
         self.aux_logits = bool(self.spec.aux_heads) and (
             self.spec.aux_default if recipe.aux_logits is None else recipe.aux_logits)
         self.aux_weight = self.spec.aux_weight if recipe.aux_weight is None else recipe.aux_weight
-        self.preprocess = dataclasses.replace(self.spec.preprocess, input_size=self.img_size)
+        self.preprocess = dataclasses.replace(self.start_preprocess(), input_size=self.img_size)
         self.precision = build_precision(self.device, recipe.amp)
         # A default run folder carries a timestamp: every rank must use rank 0's.
         options.out = dist.broadcast_object(options.out)
@@ -157,6 +157,15 @@ class Trainer:
         self.stats = EpochStats()
 
     # ---- setup ------------------------------------------------------------------------------------------
+    def start_preprocess(self) -> Preprocess:
+        """The model's preprocessing, or that of the published weights it starts from (their mean/std,
+        range and channel order are what the weights expect)."""
+        from ..weights import get_weights, is_weights_tag
+
+        if self.options.weights and is_weights_tag(self.options.weights):
+            return get_weights(self.options.weights).preprocess
+        return self.spec.preprocess
+
     def build_data(self) -> None:
         """Datasets, transforms and loaders; the train order is resumable (see reproducibility.py)."""
         from ..data.datasets import build_datasets
@@ -208,7 +217,8 @@ class Trainer:
         """The network (from `weights` when given, with a new head if the recipe asks), the optimizer,
         schedule, EMA, loss and DDP wrapper."""
         r = self.recipe
-        self.model_kwargs = {"num_classes": len(self.class_names), "aux_logits": self.aux_logits, "in_chans": 3}
+        self.model_kwargs = {"num_classes": len(self.class_names), "aux_logits": self.aux_logits, "in_chans": 3,
+                             **self.weights_model_kwargs()}
         model = create_model(self.options.model, **self.model_kwargs)
         if self.options.weights and not self.resume:
             self.load_start_weights(model)
@@ -230,13 +240,17 @@ class Trainer:
 
     def load_start_weights(self, model: nn.Module) -> None:
         """Load `options.weights`; with `new_head` the classifier layers may differ and are re-initialised."""
-        from ..weights import load_weights
+        from ..weights import get_weights, is_weights_tag, load_state_dict, load_weights, pretrained_state_dict
 
         new_head = self.recipe.new_head
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            report = load_weights(model, self.options.weights, source=self.options.weights_source,
-                                  strict=not new_head)
+            if is_weights_tag(self.options.weights):  # published weights: fetched, converted, input folded
+                state = pretrained_state_dict(model, get_weights(self.options.weights), progress=not self.options.quiet)
+                report = load_state_dict(model, state, strict=not new_head, origin=self.options.weights)
+            else:
+                report = load_weights(model, self.options.weights, source=self.options.weights_source,
+                                      strict=not new_head)
         head_prefixes = tuple(name + "." for name in model.classifier_names)
         other = [k.split(" ")[0] for k in report.missing + report.unexpected + report.mismatched]
         other = [k for k in other if not k.startswith(head_prefixes)]
@@ -250,6 +264,13 @@ class Trainer:
                 self.log.warn(str(warning.message))
         self.log.log(f"weights: {self.options.weights} ({self.options.weights_source})"
                      + (", new classifier head" if new_head else ""))
+
+    def weights_model_kwargs(self) -> dict[str, Any]:
+        """Constructor options the start weights need (a published file with a folded input transform)."""
+        from ..weights import get_weights, is_weights_tag
+
+        weights = self.options.weights
+        return dict(get_weights(weights).model_kwargs) if weights and is_weights_tag(weights) else {}
 
     # ---- checkpoints ------------------------------------------------------------------------------------
     def checkpoint_state(self) -> dict[str, Any]:

@@ -13,12 +13,19 @@ from .convert import (
     save_weights,
 )
 from .download import cached_path, fetch_weights, is_offline
-from .pretrained import create_model, load_pretrained, resolve_weights
+from .pretrained import (
+    create_model,
+    is_weights_tag,
+    load_pretrained,
+    pretrained_checkpoint,
+    pretrained_state_dict,
+    resolve_weights,
+)
 from .registry import WEIGHTS, WeightSpec, class_names, default_weights, get_weights, list_weights
 
 __all__ = [
-    "SOURCES", "WEIGHTS", "LoadReport", "WeightSpec", "cached_path", "class_names", "convert_state_dict",
+    "LoadReport", "SOURCES", "WEIGHTS", "WeightSpec", "cached_path", "class_names", "convert_state_dict",
     "create_model", "default_weights", "export_state_dict", "fetch_weights", "fold_input_affine", "get_weights",
-    "is_offline", "list_weights", "load_pretrained", "load_state_dict", "load_weights", "read_state_dict",
-    "resolve_weights", "save_weights",
+    "is_offline", "is_weights_tag", "list_weights", "load_pretrained", "load_state_dict", "load_weights",
+    "pretrained_checkpoint", "pretrained_state_dict", "read_state_dict", "resolve_weights", "save_weights",
 ]

@@ -13,7 +13,15 @@ from ..models import create_model as create_random_model
 from ..models.features import FeatureExtractor
 from .convert import LoadReport, convert_state_dict, fold_input_affine, load_state_dict, read_state_dict
 from .download import fetch_weights
-from .registry import TV_INPUT_SCALE, TV_INPUT_SHIFT, WeightSpec, default_weights, get_weights, list_weights
+from .registry import (
+    TV_INPUT_SCALE,
+    TV_INPUT_SHIFT,
+    WeightSpec,
+    class_names,
+    default_weights,
+    get_weights,
+    list_weights,
+)
 
 
 def resolve_weights(name: str, pretrained: bool = False, weights: str | None = None) -> WeightSpec | None:
@@ -41,6 +49,15 @@ def load_pretrained(model: nn.Module, spec: WeightSpec | str, weights_dir: str |
     transform_input into the first conv, and load it into `model` (built by `create_model(spec.model,
     **spec.model_kwargs)`), strictly: only aux heads the file lacks may stay random."""
     spec = get_weights(spec) if isinstance(spec, str) else spec
+    state = pretrained_state_dict(model, spec, weights_dir, progress)
+    report = load_state_dict(model, state, "inceptionnet", strict=True, aux=aux, origin=spec.tag)
+    model.weights_spec = spec
+    return report
+
+
+def pretrained_state_dict(model: nn.Module, spec: WeightSpec, weights_dir: str | os.PathLike | None = None,
+                          progress: bool = True) -> dict:
+    """`spec`'s weights as a state_dict in `model`'s layout (converted, transform_input folded)."""
     if getattr(model, "transform_input", False) and spec.fold_input:
         raise ConfigError(f"{spec.tag}: its input transform is folded into the first conv; build the model "
                           "without transform_input")
@@ -48,9 +65,24 @@ def load_pretrained(model: nn.Module, spec: WeightSpec | str, weights_dir: str |
     state = convert_state_dict(model, read_state_dict(path), spec.source)
     if spec.fold_input:
         state = fold_input_affine(state, *spec.fold_input, scale=TV_INPUT_SCALE, shift=TV_INPUT_SHIFT)
-    report = load_state_dict(model, state, "inceptionnet", strict=True, aux=aux, origin=f"{spec.tag} ({path})")
-    model.weights_spec = spec
-    return report
+    return state
+
+
+def is_weights_tag(text: str) -> bool:
+    """True when `text` is a registered weights tag (`inception_v3.tf_in1k`)."""
+    return any(spec.tag == text for spec in list_weights())
+
+
+def pretrained_checkpoint(tag: str, weights_dir: str | os.PathLike | None = None) -> dict:
+    """A checkpoint dict (as `engine.checkpoint.load_checkpoint` returns, without its format fields) for
+    the published weights `tag`: model name and options, ImageNet class names, the weights' preprocessing."""
+    spec = get_weights(tag)
+    kwargs = {"num_classes": spec.num_classes, "aux_logits": False, "in_chans": 3, **spec.model_kwargs}
+    model = create_random_model(spec.model, **kwargs)
+    load_pretrained(model, spec, weights_dir)
+    return {"model_name": spec.model, "model_kwargs": kwargs, "class_names": class_names(spec),
+            "preprocess": spec.preprocess.to_dict(), "model": model.state_dict(), "ema": None, "path": spec.tag,
+            "weights_tag": spec.tag}
 
 
 def create_model(name: str, pretrained: bool = False, weights: str | None = None, num_classes: int | None = None,
