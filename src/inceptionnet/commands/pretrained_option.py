@@ -9,8 +9,9 @@ import os
 def add_pretrained_options(p: argparse.ArgumentParser, what: str) -> None:
     """Add `--pretrained [TAG]` (published weights instead of `what`) and `--weights-dir DIR`."""
     p.add_argument("--pretrained", nargs="?", const="", default=None, metavar="TAG",
-                   help=f"use published weights instead of {what}: a tag from `inceptionnet weights`, or none to "
-                        "take the default weights of the model named in its place")
+                   help=f"use published weights instead of {what}: a tag from `inceptionnet weights` or a model "
+                        "name (its default weights); with no value, the default weights of the model named in "
+                        "place of the checkpoint")
     p.add_argument("--weights-dir", metavar="DIR",
                    help="folder holding weight files under their published names (air-gapped machines; "
                         "default $INCEPTIONNET_WEIGHTS)")
