@@ -225,7 +225,7 @@ class Trainer:
         elif r.new_head and not self.resume:
             self.log.warn(f"recipe {r.name} expects pretrained weights (--weights FILE); without them "
                           f"{self.options.model} trains from a random initialisation")
-        if r.freeze_bn:
+        if self.bn_frozen:
             for module in model.modules():
                 if isinstance(module, nn.modules.batchnorm._BatchNorm):
                     module.requires_grad_(False)
@@ -264,6 +264,14 @@ class Trainer:
                 self.log.warn(str(warning.message))
         self.log.log(f"weights: {self.options.weights} ({self.options.weights_source})"
                      + (", new classifier head" if new_head else ""))
+
+    @property
+    def bn_frozen(self) -> bool:
+        """BN in eval mode with frozen parameters: the recipe's `freeze_bn`, or a run from weights whose
+        per-device batch is below `freeze_bn_below_batch`."""
+        r = self.recipe
+        small = bool(self.options.weights) and self.batch_plan.per_rank_batch < r.freeze_bn_below_batch
+        return r.freeze_bn or small
 
     def weights_model_kwargs(self) -> dict[str, Any]:
         """Constructor options the start weights need (a published file with a folded input transform)."""
@@ -381,10 +389,17 @@ class Trainer:
         self.log.log(f"data: {self.data.source}: {len(self.data.train)} train / "
                      + " / ".join(f"{len(getattr(self.data, s))} {s}" for s in self.eval_loaders)
                      + f" images, {len(self.class_names)} classes; {self.batch_plan.note}")
+        if self.bn_frozen:
+            self.log.log(f"BatchNorm frozen (eval-mode statistics): {self.batch_plan.per_rank_batch} images per "
+                         "device" + ("" if self.recipe.freeze_bn else
+                                     f" < freeze_bn_below_batch {self.recipe.freeze_bn_below_batch}"))
+        if self.recipe.head_only_epochs:
+            self.log.log(f"fine-tuning: the classifier head alone for {self.recipe.head_only_epochs:g} epoch(s), "
+                         f"then the whole network (body lr x{self.recipe.body_lr_scale:g})")
 
     def set_train_mode(self) -> None:
         self.train_model.train()
-        if self.recipe.freeze_bn:
+        if self.bn_frozen:
             for module in self.model.modules():
                 if isinstance(module, nn.modules.batchnorm._BatchNorm):
                     module.eval()
