@@ -14,7 +14,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
                                    "and write the globally pooled features, one row per image, to --out (.npy) "
                                    "with the image paths in a .csv beside it. Unreadable files are named and skipped.")
     p.add_argument("checkpoint", help="checkpoint file, run folder or weights tag (see `inceptionnet weights`)")
-    p.add_argument("folder", help="image file or folder (searched recursively)")
+    p.add_argument("folder", nargs="?", help="image file or folder (searched recursively)")
     p.add_argument("--out", default="embeddings.npy", help="output .npy file (default embeddings.npy)")
     p.add_argument("--batch-size", type=int, default=16, help="images per forward pass")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:N (default: cuda when available)")
@@ -24,9 +24,15 @@ def add_parser(sub) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     from ..embed import embed_images, write_embeddings
+    from ..errors import ConfigError
 
-    tag, _ = pretrained_tag(args, args.checkpoint)
-    embeddings, paths, skipped = embed_images(tag or args.checkpoint, args.folder, args.device, args.batch_size)
+    tag, named_model = pretrained_tag(args, args.checkpoint)
+    source, folder = tag or args.checkpoint, args.folder
+    if tag is not None and not named_model and folder is None:  # `embed --pretrained TAG FOLDER`
+        folder = args.checkpoint
+    if folder is None:
+        raise ConfigError("no image folder given")
+    embeddings, paths, skipped = embed_images(source, folder, args.device, args.batch_size)
     for path, reason in skipped:
         print(f"inceptionnet embed: skipped {path}: {reason}", file=sys.stderr)
     npy, csv_path = write_embeddings(embeddings, paths, args.out)
