@@ -9,7 +9,7 @@ import torch
 import torchvision.models as tvm
 
 from inceptionnet import WeightsError, create_model, export_state_dict
-from inceptionnet.weights import cached_path, get_weights
+from inceptionnet.weights import cached_path, get_weights, load_pretrained
 from peer_parity import randomize_bn
 from weight_files import caches, plant_hf_hub, plant_torch_hub  # noqa: F401 (caches: an autouse fixture)
 
@@ -48,7 +48,18 @@ def test_torchvision_file_with_transform_input_folded_gives_torchvision_logits(t
         # float32's own error on this random (chaotic) net: torchvision's model in float32 against float64
         noise = (reference.double() - peer.double()(x.double())).abs().max().item()
     assert reference.abs().max() > 0.1
+    # float32: the fold re-associates sums, so the bound is float32's own error (random nets amplify it).
     assert diff <= max(1e-5, 2 * noise), (diff, noise)
+    # float64 file and models: the folded model is torchvision's, to rounding (the fold is exact arithmetic).
+    peer64 = peer.double()
+    plant_torch_hub(tmp_path, monkeypatch, tag, peer64.state_dict())
+    spec = get_weights(tag)
+    model64 = create_model(spec.model, aux_logits=False, **spec.model_kwargs).double().eval()
+    load_pretrained(model64, spec)  # into float64 parameters: no rounding to float32 on the way
+    with torch.no_grad():
+        reference64 = peer64(x.double())
+        # (GoogLeNet's pad fill is a float32 buffer: ~1e-8 of the output; without it ~1e-13)
+        assert (model64(x.double()) - reference64).abs().max() <= 1e-7 * reference64.abs().max()
 
 
 def test_wrong_hash_in_the_cache_is_deleted(tmp_path):
