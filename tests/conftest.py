@@ -3,6 +3,9 @@ import os
 import pytest
 import torch
 
+# Tests never download: published weights come only from files a test plants in its own caches.
+os.environ["INCEPTIONNET_OFFLINE"] = "1"
+
 # Two cores here and in CI: keep torch from oversubscribing them when tests run alongside workers.
 torch.set_num_threads(min(2, os.cpu_count() or 1))
 

@@ -26,7 +26,7 @@ def peer():
 
 
 def stages(model):
-    return model.trunk_before_aux() + model.trunk_after_aux()
+    return [layer for _, layer in model.feature_layers()]
 
 
 def test_v2_parameters_and_keys_match_timm(peer):

@@ -48,7 +48,7 @@ def test_stage_shapes_at_299():
     # Paper Table 1: 35x35x288 after the 3 x Inception (Fig. 5), 17x17x768 after 5 x Fig. 6,
     # 8x8x2048 after 2 x Fig. 7.
     model = create_model("inception_v3").eval()
-    shapes = dict(zip(model.stage_names, trace_shapes(model.trunk_before_aux() + model.trunk_after_aux(),
+    shapes = dict(zip(model.stage_names, trace_shapes([layer for _, layer in model.feature_layers()],
                                                         torch.randn(1, 3, 299, 299)), strict=True))
     assert shapes["Conv2d_4a_3x3"] == (192, 71, 71)
     assert shapes["Mixed_5d"] == (288, 35, 35)

@@ -132,3 +132,20 @@ def test_bad_values_are_config_errors():
         Recipe(optimizer="lbfgs").validate()
     with pytest.raises(ConfigError, match="ema_decay"):
         Recipe(ema_decay=1.5).validate()
+
+
+def test_finetune_trains_the_head_alone_then_the_body_at_a_tenth():
+    recipe = get_recipe("finetune")
+    assert recipe.head_only_epochs == 1 and recipe.freeze_bn_below_batch == 16
+    optimizer = build_optimizer(create_model("inception_cifar", num_classes=3), recipe)
+    scheduler = build_scheduler(optimizer, recipe, steps_per_epoch=4)
+    lrs = []
+    for _ in range(4 * recipe.epochs):
+        lrs.append({g["name"]: g["lr"] for g in optimizer.param_groups})
+        optimizer.step()
+        scheduler.step()
+    assert all(step["body"] == 0.0 and step["head"] > 0 for step in lrs[:4])  # epoch 1: the head alone
+    assert all(step["body"] > 0 for step in lrs[4:])
+    peak = max(step["body"] for step in lrs)
+    assert peak == pytest.approx(recipe.lr * recipe.body_lr_scale, rel=0.05)  # the body's own warmup, then decay
+    assert lrs[-1]["body"] < peak / 10

@@ -3,8 +3,8 @@ Inception-ResNet), paper-exact and weight-compatible with torchvision and timm."
 
 from .errors import ConfigError, DataError, InceptionNetError, InputSizeError, WeightsError
 from .fast import optimize
-from .models import ModelSpec, Preprocess, create_model, get_spec, list_models
-from .weights import export_state_dict, load_weights, save_weights
+from .models import ModelSpec, Preprocess, get_spec, list_models
+from .weights import create_model, export_state_dict, get_weights, list_weights, load_weights, save_weights
 
 __version__ = "0.1.0"
 
@@ -27,6 +27,7 @@ def __getattr__(name: str):
 
 __all__ = [
     "ConfigError", "DataError", "InceptionNetError", "InputSizeError", "ModelSpec", "Preprocess",
-    "WeightsError", "create_model", "export_state_dict", "get_spec", "list_models", "load_weights",
+    "WeightsError", "create_model", "export_state_dict", "get_spec", "get_weights", "list_models", "list_weights",
+    "load_weights",
     "save_weights", "optimize", "train", "evaluate", "predict", "export",
 ]

@@ -9,7 +9,8 @@ import sys
 from .errors import InceptionNetError
 
 # Each name is a module in inceptionnet.commands with `add_parser(subparsers)` and `run(args) -> int`.
-COMMANDS = ("list", "train", "demo", "summary", "eval", "predict", "export", "quantize", "serve", "convert")
+COMMANDS = ("list", "train", "demo", "summary", "eval", "predict", "export", "quantize", "serve", "convert",
+            "weights", "embed")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -38,6 +38,11 @@ class Recipe:
     `body_lr_scale` multiplies the lr of every parameter outside the classifier heads (fine-tuning).
     `precision` is auto/fp32/bf16/fp16 and `channels_last` None means "where it measured faster"
     (`inceptionnet.runtime`: auto is bf16 where the device has native bf16, fp32 elsewhere).
+    Fine-tuning in two stages (fastai's fine_tune): for the first `head_only_epochs` only the classifier
+    heads learn (the body's lr is 0), then the whole network with the body at `body_lr_scale`, its
+    schedule (warmup, then the decay) starting afresh at the unfreeze. `freeze_bn` keeps every BN in eval
+    mode with frozen statistics and affine parameters; `freeze_bn_below_batch` does so only when the
+    per-device batch is smaller than that (small batches give noisy statistics that spoil pretrained ones).
     """
 
     name: str = "custom"
@@ -79,7 +84,9 @@ class Recipe:
     resize_only: bool = False
     # model adaptation and engine options
     new_head: bool = False
+    head_only_epochs: float = 0.0
     freeze_bn: bool = False
+    freeze_bn_below_batch: int = 0
     accum_steps: int = 1
     precision: str = "auto"
     channels_last: bool | None = None
@@ -123,7 +130,7 @@ class Recipe:
         if not 0.0 < self.ratio_min <= self.ratio_max:
             raise ConfigError(f"need 0 < ratio_min <= ratio_max, got {self.ratio_min}, {self.ratio_max}")
         for key in ("weight_decay", "warmup_epochs", "grad_clip", "body_lr_scale", "min_lr_ratio", "pad_crop",
-                    "photometric", "mixup_alpha", "cutmix_alpha"):
+                    "photometric", "mixup_alpha", "cutmix_alpha", "head_only_epochs", "freeze_bn_below_batch"):
             if getattr(self, key) < 0:
                 raise ConfigError(f"{key} must not be negative, got {getattr(self, key)}")
         for key in ("random_erasing", "mix_prob"):
@@ -162,11 +169,12 @@ RECIPES: dict[str, Recipe] = {
     "cifar": Recipe(
         name="cifar", epochs=60, batch_size=128, optimizer="sgd", lr=0.1, momentum=0.9, nesterov=True,
         weight_decay=5e-4, schedule="cosine", warmup_epochs=2, label_smoothing=0.1, pad_crop=4, hflip=True),
-    # From loaded weights: fresh head at the full lr, body at a tenth, warmup then cosine.
+    # From loaded weights: the fresh head alone for an epoch, then the whole network with the body at a tenth of
+    # the lr, warmup then cosine; BN frozen when a device sees fewer than 16 images a step.
     "finetune": Recipe(
         name="finetune", epochs=10, batch_size=32, optimizer="sgd", lr=0.01, momentum=0.9, nesterov=True,
         weight_decay=1e-4, body_lr_scale=0.1, schedule="cosine", warmup_epochs=1, label_smoothing=0.1,
-        scale_min=0.25, new_head=True),
+        scale_min=0.25, new_head=True, head_only_epochs=1, freeze_bn_below_batch=16),
     # `inceptionnet demo`: GoogLeNet-BN with its aux heads on the synthetic shapes at 32 px (an epoch costs about
     # half of 64 px, and 40 px learnt no faster per epoch), channels_last (1.18x a step), Adam 2e-3 (1e-3 and
     # label smoothing were slower to converge). Measured on two CPU cores: see the README's demo section.
@@ -257,6 +265,16 @@ def parse_set_options(items: list[str]) -> dict[str, str]:
             raise ConfigError(f"--set expects field=value, got {item!r}")
         out[key.strip()] = value.strip()
     return out
+
+
+def body_lr_factor(recipe: Recipe, step: int, steps_per_epoch: int) -> float:
+    """The body's lr multiplier at `step`: 0 for the first `head_only_epochs`, then `lr_factor` of a run
+    that starts there (its warmup and decay over the remaining epochs)."""
+    frozen_steps = recipe.head_only_epochs * steps_per_epoch
+    if step < frozen_steps:
+        return 0.0
+    rest = dataclasses.replace(recipe, epochs=max(recipe.epochs - recipe.head_only_epochs, 1e-12))
+    return lr_factor(rest, int(step - math.ceil(frozen_steps)), steps_per_epoch)
 
 
 def lr_factor(recipe: Recipe, step: int, steps_per_epoch: int) -> float:

@@ -10,6 +10,7 @@ field can still be overridden with `--set`.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 from torch import nn
@@ -28,6 +29,8 @@ EPOCH_RANGE = (15, 80)
 SMALL_SET_IMAGES = 20_000
 SMALL_SET_MAX_SIDE = 160
 SIZE_STEP = 32
+# From pretrained weights a run needs a quarter of the from-scratch epochs, and at least this many.
+FINETUNE_MIN_EPOCHS = 5
 # Images per class below which the augmentation and mixing are strongest.
 FEW_PER_CLASS = 500
 
@@ -95,3 +98,15 @@ def _has_batch_norm(model: str) -> bool:
     lower lr and gradient clipping)."""
     net = create_model(model, num_classes=2)
     return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in net.modules())
+
+
+def plan_finetune(summary: DataSummary, model: str, train_images: int, weights: str) -> tuple[Recipe, str]:
+    """`plan_auto`'s recipe for a run that starts from `weights`, in fastai's fine_tune form: a new head
+    trained alone for the first epoch, then the whole network with the body at a tenth of the lr, BN frozen
+    when the per-device batch is small, and a quarter of the from-scratch epochs (at least FINETUNE_MIN_EPOCHS)."""
+    recipe, why = plan_auto(summary, model, train_images)
+    epochs = max(FINETUNE_MIN_EPOCHS, recipe.epochs // 4)
+    recipe = dataclasses.replace(recipe, epochs=epochs, new_head=True, body_lr_scale=0.1, head_only_epochs=1,
+                                 freeze_bn_below_batch=16, warmup_epochs=min(recipe.warmup_epochs, 1.0))
+    return recipe, (f"{why}; from {weights}: new head alone for 1 epoch, then the body at 0.1x lr, "
+                    f"{epochs} epochs in all")

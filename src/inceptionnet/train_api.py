@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +11,8 @@ from .errors import ConfigError
 from .recipes import AUTO_RECIPE, Recipe, apply_overrides, get_recipe
 
 DEFAULT_MODEL = "googlenet_bn"
+# With data and no model named, training starts from these ImageNet weights (README: "Pretrained by default").
+DEFAULT_PRETRAINED = "googlenet_tv.tv_in1k"
 # Options that may change when a run is resumed; everything else comes from the checkpoint's config.
 RESUMABLE_CHANGES = ("epochs", "workers", "device", "quiet", "save_every_steps", "patience")
 
@@ -24,8 +27,11 @@ def train(model: str | None = None, recipe: str | None = None, data: str | None 
     `overrides` sets any Recipe or TrainOptions field by name (as `--set field=value` does; values may be
     strings). Other keyword options are TrainOptions fields: val_split, workers, device, seed, deterministic,
     strict, quiet, weights, weights_source, save_every_steps, patience, budget_s; `budget` takes a duration
-    ("10m", "90s", "1h30m"). With `data` and no `recipe`, the `auto` recipe is chosen from the data. `resume`
-    continues the run folder given, exactly where its last.pt stopped. Returns the report written to report.json.
+    ("10m", "90s", "1h30m"). With `data` and no `recipe`, the `auto` recipe is chosen from the data (fine-tuning
+    when the run starts from weights). `pretrained` starts from published weights: a tag, True for the model's
+    default, False for none; unset, a run on `data` with no model named starts from DEFAULT_PRETRAINED's
+    ImageNet weights when they are cached or can be downloaded. `resume` continues the run folder given,
+    exactly where its last.pt stopped. Returns the report written to report.json.
     """
     from .engine.train import fit
 
@@ -49,12 +55,14 @@ def prepare_run(model: str | None = None, recipe: str | None = None, data: str |
     if options.get("budget") is not None:
         options["budget_s"] = parse_duration(options.pop("budget"))
     options.pop("budget", None)
+    pretrained = options.pop("pretrained", None)
     option_fields = {f.name for f in dataclasses.fields(TrainOptions)}
     unknown = sorted(set(options) - option_fields)
     if unknown:
         raise ConfigError(f"unknown training option(s): {', '.join(unknown)}")
     if resume is not None:
         return _prepare_resume(resume, model, recipe, data, explicit, overrides, out, options)
+    model = _choose_start_weights(model, data, pretrained, options)
     from .models import get_spec
 
     auto = recipe == AUTO_RECIPE or (recipe is None and data is not None)
@@ -79,16 +87,49 @@ def prepare_run(model: str | None = None, recipe: str | None = None, data: str |
 
 
 def _auto_recipe(options, model: str | None) -> tuple[Recipe, str]:
-    """The `auto` recipe for `options.data` (the model too when `model` is None); (recipe, why)."""
+    """The `auto` recipe for `options.data` (the model too when `model` is None); (recipe, why). From weights
+    (`options.weights`) it is the fine-tuning form of the plan."""
     from .data.summary import summarize_data
     from .data.synthetic import ensure_synthetic_dataset
-    from .recipes_auto import auto_model, plan_auto
+    from .recipes_auto import auto_model, plan_auto, plan_finetune
 
     summary = summarize_data(options.data if options.data is not None else ensure_synthetic_dataset(), options.seed)
     if model is None:
         options.model = auto_model(summary, DEFAULT_MODEL)
     train_images = summary.images if summary.presplit else round(summary.images * (1 - options.val_split))
+    if options.weights:
+        return plan_finetune(summary, options.model, train_images, options.weights)
     return plan_auto(summary, options.model, train_images)
+
+
+def _choose_start_weights(model: str | None, data: str | None, pretrained: bool | str | None,
+                          options: dict[str, Any]) -> str | None:
+    """The model to train (None: the auto recipe's choice), setting `options["weights"]` to the published
+    weights it starts from.
+
+    `pretrained`: a tag, True (the model's default weights), False (from scratch) or None (the default:
+    with `data` and no model named, DEFAULT_PRETRAINED if its file is cached or can be downloaded, else
+    from scratch after one line saying how to get it)."""
+    from .errors import WeightsError
+    from .weights import fetch_weights, get_weights, resolve_weights
+
+    if pretrained is None and model is None and data is not None and not options.get("weights"):
+        spec = get_weights(DEFAULT_PRETRAINED)
+        try:
+            fetch_weights(spec, progress=not options.get("quiet"))
+        except WeightsError as e:
+            print(f"inceptionnet train: no ImageNet weights, training from scratch: {e}", file=sys.stderr)
+            return None
+        options["weights"] = spec.tag
+        return spec.model
+    if not pretrained:
+        return model
+    if options.get("weights"):
+        raise ConfigError("--pretrained and --weights both name start weights; give one")
+    tag = pretrained if isinstance(pretrained, str) else None
+    spec = resolve_weights(model or (tag or DEFAULT_PRETRAINED).split(".")[0], pretrained=True, weights=tag)
+    options["weights"] = spec.tag
+    return spec.model
 
 
 def _prepare_resume(resume: str, model, recipe, data, explicit: dict, overrides, out, options: dict):

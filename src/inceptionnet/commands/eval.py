@@ -7,14 +7,17 @@ import argparse
 from pathlib import Path
 
 from . import add_precision_option
+from .pretrained_option import add_pretrained_options, checkpoint_or_tag
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
     p = sub.add_parser("eval", help="evaluate a checkpoint (or an ensemble) with centre, 10-crop or 144-crop testing",
                        description="Evaluate CHECKPOINT on --data and write report.json, confusion.csv and "
                                    "confusion.png into --out.")
-    p.add_argument("checkpoint",
-                   help="checkpoint file, run folder (best.pt / last.pt), or .onnx from export / quantize")
+    p.add_argument("checkpoint", nargs="?",
+                   help="checkpoint file, run folder (best.pt / last.pt), .onnx from export / quantize, or a weights "
+                        "tag (see `inceptionnet weights`)")
+    add_pretrained_options(p, "a checkpoint")
     p.add_argument("--data", default=None,
                    help="image folder (class folders, or train/val[/test]) or CIFAR-10 folder; default: the "
                         "data the checkpoint was trained on (its val split)")
@@ -47,6 +50,7 @@ def default_out(checkpoint: str, tta: str) -> Path:
 
 
 def run(args: argparse.Namespace) -> int:
+    args.checkpoint = checkpoint_or_tag(args)
     from ..evaluate.runner import evaluate
 
     out = args.out or default_out(args.checkpoint, args.tta)

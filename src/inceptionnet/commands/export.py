@@ -5,13 +5,16 @@ from __future__ import annotations
 import argparse
 
 from . import add_precision_option
+from .pretrained_option import add_pretrained_options, checkpoint_or_tag
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
     p = sub.add_parser("export", help="export a checkpoint to ONNX, TorchScript or safetensors (parity-checked)",
                        description="Export the inference graph (no aux heads, dynamic batch size), run the written "
                                    "file on a batch and compare it with eager PyTorch; exit 2 if it differs.")
-    p.add_argument("checkpoint", help="checkpoint file (or a run folder holding best.pt / last.pt)")
+    p.add_argument("checkpoint", nargs="?", help="checkpoint file, a run folder holding best.pt / last.pt, or a "
+                                                  "weights tag (see `inceptionnet weights`)")
+    add_pretrained_options(p, "a checkpoint")
     p.add_argument("--format", required=True, help="onnx, torchscript or safetensors")
     p.add_argument("--out", required=True, help="file to write")
     p.add_argument("--input-size", type=int, default=None, help="example input side (default: the model's)")
@@ -26,6 +29,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
+    args.checkpoint = checkpoint_or_tag(args)
     from ..export import describe, export
 
     print(describe(export(args.checkpoint, args.format, args.out, input_size=args.input_size, atol=args.atol,

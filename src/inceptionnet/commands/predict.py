@@ -7,6 +7,7 @@ import json
 import sys
 
 from . import add_precision_option
+from .pretrained_option import add_pretrained_options, pretrained_tag
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
@@ -14,8 +15,10 @@ def add_parser(sub) -> argparse.ArgumentParser:
                        description="Print the top-k classes of each image, using the checkpoint's own "
                                    "preprocessing. Unreadable files are reported on stderr and skipped.")
     p.add_argument("checkpoint",
-                   help="checkpoint file, run folder (best.pt / last.pt), or .onnx from export / quantize")
-    p.add_argument("inputs", nargs="+", metavar="IMAGE|DIR", help="image files or folders (searched recursively)")
+                   help="checkpoint file, run folder (best.pt / last.pt), .onnx from export / quantize, or a weights "
+                        "tag (see `inceptionnet weights`)")
+    p.add_argument("inputs", nargs="*", metavar="IMAGE|DIR", help="image files or folders (searched recursively)")
+    add_pretrained_options(p, "a checkpoint (ImageNet class names, the weights' own preprocessing)")
     p.add_argument("--topk", type=int, default=5, help="classes shown per image")
     p.add_argument("--json", action="store_true", help="print one JSON list (errors included as entries)")
     p.add_argument("--cam", default=None, metavar="OUT_DIR", help="write a Grad-CAM overlay PNG per image here")
@@ -28,8 +31,15 @@ def add_parser(sub) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..errors import ConfigError
     from ..predict import iter_predictions
 
+    tag, named_model = pretrained_tag(args, args.checkpoint)
+    if tag is not None and not named_model:  # --pretrained TAG: the first positional is an image
+        args.inputs = [args.checkpoint, *args.inputs]
+    args.checkpoint = tag or args.checkpoint
+    if not args.inputs:
+        raise ConfigError("no images given")
     results = []
     for result in iter_predictions(args.checkpoint, args.inputs, topk=args.topk, cam_dir=args.cam,
                                    device=args.device, batch_size=args.batch_size, optimize=args.optimize,

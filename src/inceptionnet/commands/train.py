@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 
 from ..recipes import parse_set_options, recipe_names
 from ..runtime import PRECISIONS
@@ -37,8 +38,9 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train a model", description=(
         "Train a model. The run folder (--out, default runs/<model>-<timestamp>) receives config.json, "
         "metrics.csv, TensorBoard events, curves.png, report.json, log.txt, last.pt and best.pt."))
-    p.add_argument("--model", help="registered model name (see `inceptionnet list`; default googlenet_bn, or "
-                                   "inception_cifar when the auto recipe finds images of 64 px or less)")
+    p.add_argument("--model", help="registered model name (see `inceptionnet list`; default: googlenet_tv from "
+                                   "ImageNet weights with --data, else googlenet_bn, or inception_cifar when the "
+                                   "auto recipe finds images of 64 px or less and no weights)")
     p.add_argument("--recipe", help=f"training recipe: {', '.join(recipe_names())} (default: auto with --data, "
                                     "else the model's)")
     p.add_argument("--data", help="image folder of class folders, a folder with train/ and val/, or a CIFAR-10 "
@@ -49,6 +51,13 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--strict", action="store_true", default=None,
                    help="stop at the first unreadable image instead of skipping and counting it")
     p.add_argument("--weights", metavar="FILE", help="start from these weights (fine-tuning)")
+    p.add_argument("--pretrained", nargs="?", const=True, default=None, metavar="TAG",
+                   help="start from published ImageNet weights: the model's default, or TAG (see `inceptionnet "
+                        "weights`); default with --data and no --model: googlenet_tv.tv_in1k")
+    p.add_argument("--no-pretrained", dest="pretrained", action="store_const", const=False,
+                   help="train from scratch even when no model is named")
+    p.add_argument("--weights-dir", metavar="DIR",
+                   help="folder holding weight files under their published names (default $INCEPTIONNET_WEIGHTS)")
     p.add_argument("--weights-source", choices=("inceptionnet", "torchvision", "timm", "cadene"),
                    help="layout of --weights (default inceptionnet)")
     p.add_argument("--save-every-steps", type=int, metavar="N", help="also write last.pt every N optimizer steps")
@@ -75,8 +84,11 @@ def run(args: argparse.Namespace) -> int:
     from ..engine.distributed import DistContext
     from ..train_api import train
 
+    if args.weights_dir:
+        os.environ["INCEPTIONNET_WEIGHTS"] = args.weights_dir
     kwargs = training_kwargs(args, SHARED + ("model", "recipe", "data", "val_split", "out", "resume", "strict",
-                                             "weights", "weights_source", "save_every_steps", "scale_lr", "sync_bn"))
+                                             "weights", "weights_source", "save_every_steps", "scale_lr", "sync_bn",
+                                             "pretrained"))
     report = train(**kwargs)
     if report.get("best_checkpoint") and DistContext.from_env().is_main:  # once, not per torchrun process
         print(f"best checkpoint: {report['best_checkpoint']}")

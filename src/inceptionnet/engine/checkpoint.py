@@ -30,7 +30,12 @@ def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> Path:
 
 
 def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
-    """Read a checkpoint written by `save_checkpoint`, with `weights_only=True`, onto the CPU."""
+    """Read a checkpoint written by `save_checkpoint`, with `weights_only=True`, onto the CPU. A registered
+    weights tag (`inception_v3.tf_in1k`) that is no file gives those published weights as a checkpoint."""
+    from ..weights import is_weights_tag, pretrained_checkpoint
+
+    if not Path(path).exists() and is_weights_tag(str(path)):
+        return {"format": FORMAT, "version": VERSION, **pretrained_checkpoint(str(path))}
     path = Path(path)
     if path.is_dir():
         for name in ("best.pt", "last.pt"):

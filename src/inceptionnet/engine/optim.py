@@ -13,7 +13,7 @@ import torch
 from torch import nn
 from torch.optim.lr_scheduler import LambdaLR
 
-from ..recipes import Recipe, lr_factor
+from ..recipes import Recipe, body_lr_factor, lr_factor
 
 
 class RMSpropTF(torch.optim.Optimizer):
@@ -73,15 +73,17 @@ def classifier_parameter_ids(model: nn.Module) -> set[int]:
 
 
 def parameter_groups(model: nn.Module, recipe: Recipe) -> list[dict]:
-    """Trainable parameters split into the heads (full lr) and the body (lr x `body_lr_scale`)."""
+    """Trainable parameters split into the heads (full lr) and the body (lr x `body_lr_scale`), each group
+    named ("all", "head", "body") so the schedule can treat the body apart (`head_only_epochs`)."""
     params = [p for p in model.parameters() if p.requires_grad]
-    if recipe.body_lr_scale == 1.0:
-        return [{"params": params, "lr": recipe.lr}]
+    if recipe.body_lr_scale == 1.0 and recipe.head_only_epochs == 0:
+        return [{"params": params, "lr": recipe.lr, "name": "all"}]
     head_ids = classifier_parameter_ids(model)
     head = [p for p in params if id(p) in head_ids]
     body = [p for p in params if id(p) not in head_ids]
-    return [g for g in ({"params": head, "lr": recipe.lr}, {"params": body, "lr": recipe.lr * recipe.body_lr_scale})
-            if g["params"]]
+    groups = ({"params": head, "lr": recipe.lr, "name": "head"},
+              {"params": body, "lr": recipe.lr * recipe.body_lr_scale, "name": "body"})
+    return [g for g in groups if g["params"]]
 
 
 def build_optimizer(model: nn.Module, recipe: Recipe) -> torch.optim.Optimizer:
@@ -111,5 +113,10 @@ def _fused_kwargs(groups: list[dict]) -> dict:
 
 
 def build_scheduler(optimizer: torch.optim.Optimizer, recipe: Recipe, steps_per_epoch: int) -> LambdaLR:
-    """A LambdaLR stepped once per optimizer step, following `recipes.lr_factor`."""
-    return LambdaLR(optimizer, lambda step: lr_factor(recipe, step, steps_per_epoch))
+    """A LambdaLR stepped once per optimizer step, following `recipes.lr_factor` (the body group:
+    `recipes.body_lr_factor`, which holds it at 0 for the head-only epochs)."""
+    def factor(group: dict):
+        rule = body_lr_factor if group.get("name") == "body" else lr_factor
+        return lambda step: rule(recipe, step, steps_per_epoch)
+
+    return LambdaLR(optimizer, [factor(group) for group in optimizer.param_groups])

@@ -26,7 +26,7 @@ from ..data.loaders import seed_everything
 from ..errors import ConfigError, DataError, InceptionNetError, WeightsError
 from ..fast import optimize
 from ..fileio import atomic_copy
-from ..models import create_model, get_spec
+from ..models import Preprocess, create_model, get_spec
 from ..recipes import Recipe
 from ..runtime import channels_last_default, training_precision
 from . import distributed as dist
@@ -157,7 +157,7 @@ class Trainer:
         self.aux_logits = bool(self.spec.aux_heads) and (
             self.spec.aux_default if recipe.aux_logits is None else recipe.aux_logits)
         self.aux_weight = self.spec.aux_weight if recipe.aux_weight is None else recipe.aux_weight
-        self.preprocess = dataclasses.replace(self.spec.preprocess, input_size=self.img_size)
+        self.preprocess = dataclasses.replace(self.start_preprocess(), input_size=self.img_size)
         self.precision = training_precision(recipe.precision, self.device)
         self.scaler = self.precision.grad_scaler()
         self.channels_last = channels_last_default(self.device) if recipe.channels_last is None \
@@ -188,6 +188,15 @@ class Trainer:
         self.val_recall: list[float] = []
 
     # ---- setup ------------------------------------------------------------------------------------------
+    def start_preprocess(self) -> Preprocess:
+        """The model's preprocessing, or that of the published weights it starts from (their mean/std,
+        range and channel order are what the weights expect)."""
+        from ..weights import get_weights, is_weights_tag
+
+        if self.options.weights and is_weights_tag(self.options.weights):
+            return get_weights(self.options.weights).preprocess
+        return self.spec.preprocess
+
     def build_data(self) -> None:
         """Datasets, transforms and loaders; the train order is resumable (see reproducibility.py)."""
         from ..data.datasets import build_datasets
@@ -244,14 +253,15 @@ class Trainer:
         """The network (from `weights` when given, with a new head if the recipe asks), the optimizer,
         schedule, EMA, loss and DDP wrapper."""
         r = self.recipe
-        self.model_kwargs = {"num_classes": len(self.class_names), "aux_logits": self.aux_logits, "in_chans": 3}
+        self.model_kwargs = {"num_classes": len(self.class_names), "aux_logits": self.aux_logits, "in_chans": 3,
+                             **self.weights_model_kwargs()}
         model = create_model(self.options.model, **self.model_kwargs)
         if self.options.weights and not self.resume:
             self.load_start_weights(model)
         elif r.new_head and not self.resume:
             self.log.warn(f"recipe {r.name} expects pretrained weights (--weights FILE); without them "
                           f"{self.options.model} trains from a random initialisation")
-        if r.freeze_bn:
+        if self.bn_frozen:
             for module in model.modules():
                 if isinstance(module, nn.modules.batchnorm._BatchNorm):
                     module.requires_grad_(False)
@@ -268,13 +278,17 @@ class Trainer:
 
     def load_start_weights(self, model: nn.Module) -> None:
         """Load `options.weights`; with `new_head` the classifier layers may differ and are re-initialised."""
-        from ..weights import load_weights
+        from ..weights import get_weights, is_weights_tag, load_state_dict, load_weights, pretrained_state_dict
 
         new_head = self.recipe.new_head
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            report = load_weights(model, self.options.weights, source=self.options.weights_source,
-                                  strict=not new_head)
+            if is_weights_tag(self.options.weights):  # published weights: fetched, converted, input folded
+                state = pretrained_state_dict(model, get_weights(self.options.weights), progress=not self.options.quiet)
+                report = load_state_dict(model, state, strict=not new_head, origin=self.options.weights)
+            else:
+                report = load_weights(model, self.options.weights, source=self.options.weights_source,
+                                      strict=not new_head)
         head_prefixes = tuple(name + "." for name in model.classifier_names)
         other = [k.split(" ")[0] for k in report.missing + report.unexpected + report.mismatched]
         other = [k for k in other if not k.startswith(head_prefixes)]
@@ -288,6 +302,21 @@ class Trainer:
                 self.log.warn(str(warning.message))
         self.log.log(f"weights: {self.options.weights} ({self.options.weights_source})"
                      + (", new classifier head" if new_head else ""))
+
+    @property
+    def bn_frozen(self) -> bool:
+        """BN in eval mode with frozen parameters: the recipe's `freeze_bn`, or a run from weights whose
+        per-device batch is below `freeze_bn_below_batch`."""
+        r = self.recipe
+        small = bool(self.options.weights) and self.batch_plan.per_rank_batch < r.freeze_bn_below_batch
+        return r.freeze_bn or small
+
+    def weights_model_kwargs(self) -> dict[str, Any]:
+        """Constructor options the start weights need (a published file with a folded input transform)."""
+        from ..weights import get_weights, is_weights_tag
+
+        weights = self.options.weights
+        return dict(get_weights(weights).model_kwargs) if weights and is_weights_tag(weights) else {}
 
     # ---- checkpoints ------------------------------------------------------------------------------------
     def checkpoint_state(self) -> dict[str, Any]:
@@ -449,10 +478,17 @@ class Trainer:
         self.log.log(f"data: {self.data.source}: {len(self.data.train)} train / "
                      + " / ".join(f"{len(getattr(self.data, s))} {s}" for s in self.eval_loaders)
                      + f" images, {len(self.class_names)} classes; {self.batch_plan.note}")
+        if self.bn_frozen:
+            self.log.log(f"BatchNorm frozen (eval-mode statistics): {self.batch_plan.per_rank_batch} images per "
+                         "device" + ("" if self.recipe.freeze_bn else
+                                     f" < freeze_bn_below_batch {self.recipe.freeze_bn_below_batch}"))
+        if self.recipe.head_only_epochs:
+            self.log.log(f"fine-tuning: the classifier head alone for {self.recipe.head_only_epochs:g} epoch(s), "
+                         f"then the whole network (body lr x{self.recipe.body_lr_scale:g})")
 
     def set_train_mode(self) -> None:
         self.train_model.train()
-        if self.recipe.freeze_bn:
+        if self.bn_frozen:
             for module in self.model.modules():
                 if isinstance(module, nn.modules.batchnorm._BatchNorm):
                     module.eval()

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping, Sequence
+
 import torch
 from torch import Tensor, nn
 
-from ..errors import InputSizeError
+from ..errors import ConfigError, InputSizeError
 
 
 class InceptionClassifier(nn.Module):
@@ -14,10 +16,16 @@ class InceptionClassifier(nn.Module):
     Subclasses implement `forward_head(x, with_aux) -> (logits, aux_list)` and list their linear
     classifier layers (dotted module names) in `classifier_names`; aux heads are listed in
     `aux_head_names` and must only exist when built with `aux_logits=True`.
+
+    Features, timm-style: a subclass lists its trunk in `feature_layers()` (named layers run in order
+    after `prepare_input`) and its stages in `feature_info` (one dict per stage: `num_chs`, `reduction`
+    (total stride) and `module`, the layer whose output ends the stage). `forward_features` and
+    `forward_intermediates` are built from these.
     """
 
     classifier_names: tuple[str, ...] = ()
     aux_head_names: tuple[str, ...] = ()
+    feature_info: list[dict] = []
 
     def __init__(self, num_classes: int, in_chans: int, min_input_size: int, aux_logits: bool) -> None:
         super().__init__()
@@ -36,6 +44,55 @@ class InceptionClassifier(nn.Module):
 
     def forward_head(self, x: Tensor, with_aux: bool) -> tuple[Tensor, list[Tensor]]:
         raise NotImplementedError
+
+    def feature_layers(self) -> list[tuple[str, Callable[[Tensor], Tensor]]]:
+        """The trunk as (name, layer) pairs, run in order: the last one gives the final feature map."""
+        raise NotImplementedError
+
+    def prepare_input(self, x: Tensor) -> Tensor:
+        """What the model does to its input before the first layer (nothing, unless a subclass says)."""
+        return x
+
+    def forward_trunk(self, x: Tensor, taps: Mapping[str, Callable[[Tensor], Tensor]] | None = None,
+                      ) -> tuple[Tensor, list[Tensor]]:
+        """Run the trunk on (N, C, H, W) input; after each layer named in `taps`, `taps[name]` is applied
+        to its output (aux heads). Returns the final feature map and the tap results, in trunk order."""
+        taps = taps or {}
+        x = self.prepare_input(x)
+        tapped = []
+        for name, layer in self.feature_layers():
+            x = layer(x)
+            if name in taps:
+                tapped.append(taps[name](x))
+        return x, tapped
+
+    def forward_features(self, x: Tensor) -> Tensor:
+        """(N, C, H, W) -> the last feature map before pooling, (N, feature_info[-1]["num_chs"], H', W')."""
+        self.check_input(x)
+        return self.forward_trunk(x)[0]
+
+    def forward_intermediates(self, x: Tensor, indices: int | Sequence[int] | None = None,
+                              intermediates_only: bool = False, stop_early: bool = False):
+        """The outputs of the stages in `feature_info`: `indices` selects them (an int n: the last n;
+        a sequence: those positions, negative ones counted from the end; None: all).
+
+        Returns `(final_features, [stage maps])`, or only the list with `intermediates_only`;
+        `stop_early` stops the trunk after the last selected stage (then the final map is that one).
+        Each stage map is (N, num_chs, ~H/reduction, ~W/reduction).
+        """
+        self.check_input(x)
+        selected = stage_indices(len(self.feature_info), indices)
+        wanted = {self.feature_info[i]["module"]: i for i in selected}
+        outputs: dict[int, Tensor] = {}
+        x = self.prepare_input(x)
+        for name, layer in self.feature_layers():
+            x = layer(x)
+            if name in wanted:
+                outputs[wanted[name]] = x
+                if stop_early and len(outputs) == len(wanted):
+                    break
+        stages = [outputs[i] for i in selected]
+        return stages if intermediates_only else (x, stages)
 
     def check_input(self, x: Tensor) -> None:
         """Raise `InputSizeError` for a tensor this model cannot take, before any layer sees it."""
@@ -73,6 +130,28 @@ class InceptionClassifier(nn.Module):
             module = getattr(self, name, None)
             if module is not None:
                 yield from module.parameters()
+
+
+def stage_info(*stages: tuple[str, int, int]) -> list[dict]:
+    """`feature_info` from (module, channels, reduction) triples."""
+    return [{"num_chs": c, "reduction": r, "module": m} for m, c, r in stages]
+
+
+def stage_indices(n_stages: int, indices: int | Sequence[int] | None) -> list[int]:
+    """Stage positions (0..n_stages-1, sorted) from timm-style `indices`: None (all), an int n (the last
+    n) or a sequence of positions (negative from the end); a `ConfigError` for one out of range."""
+    if indices is None:
+        return list(range(n_stages))
+    if isinstance(indices, int):
+        if not 0 < indices <= n_stages:
+            raise ConfigError(f"indices={indices}: the model has {n_stages} feature stages")
+        return list(range(n_stages - indices, n_stages))
+    chosen = []
+    for i in indices:
+        if not -n_stages <= i < n_stages:
+            raise ConfigError(f"feature index {i} is out of range: the model has {n_stages} stages (0-{n_stages - 1})")
+        chosen.append(i % n_stages)
+    return sorted(set(chosen))
 
 
 def init_linear(layer: nn.Linear, std: float = 0.01) -> None:

@@ -11,13 +11,15 @@ Two honestly separate layouts of the same network:
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .base import InceptionClassifier, init_weights
+from .base import InceptionClassifier, init_weights, stage_info
 from .blocks import Branches, ConvNormAct
 from .registry import IMAGENET_MEAN, IMAGENET_STD, ModelSpec, Preprocess, register
 
@@ -110,6 +112,8 @@ class BNInception(InceptionClassifier):
     """
 
     classifier_names = ("fc",)
+    feature_info = stage_info(("stem.0", 64, 2), ("stem.3", 192, 4), ("inception_3b", 320, 8),
+                              ("inception_4d", 608, 16), ("inception_5b", FEATURES, 32))
 
     def __init__(self, num_classes: int = 1000, aux_logits: bool = False, in_chans: int = 3,
                  drop_rate: float = 0.0) -> None:
@@ -133,15 +137,14 @@ class BNInception(InceptionClassifier):
         self.fc = nn.Linear(FEATURES, num_classes)
         init_weights(self)
 
-    def forward_features(self, x: Tensor) -> Tensor:
-        """(N, C, H, W) -> (N, 1024, H/32, W/32) (7x7 at 224)."""
-        x = self.stem(x)
-        for row in TABLE:
-            x = getattr(self, f"inception_{row.name}")(x)
-        return x
+    def feature_layers(self) -> list[tuple[str, nn.Module]]:
+        """Stem layers `stem.0` ... `stem.4`, then `inception_3a` ... `inception_5b`; the trunk ends at
+        (N, 1024, H/32, W/32) (7x7 at 224)."""
+        stem = [(f"stem.{i}", layer) for i, layer in enumerate(self.stem)]
+        return stem + [(f"inception_{row.name}", getattr(self, f"inception_{row.name}")) for row in TABLE]
 
     def forward_head(self, x: Tensor, with_aux: bool) -> tuple[Tensor, list[Tensor]]:
-        x = F.adaptive_avg_pool2d(self.forward_features(x), 1).flatten(1)
+        x = F.adaptive_avg_pool2d(self.forward_trunk(x)[0], 1).flatten(1)
         return self.fc(self.head_drop(x)), []
 
 
@@ -159,6 +162,8 @@ class BNInceptionCaffe(InceptionClassifier):
     """
 
     classifier_names = ("last_linear",)
+    feature_info = stage_info(("conv1_7x7_s2", 64, 2), ("conv2_3x3", 192, 4), ("inception_3b", 320, 8),
+                              ("inception_4d", 608, 16), ("inception_5b", FEATURES, 32))
 
     def __init__(self, num_classes: int = 1000, aux_logits: bool = False, in_chans: int = 3) -> None:
         super().__init__(num_classes, in_chans, min_input_size=MIN_INPUT_SIZE, aux_logits=False)
@@ -203,20 +208,23 @@ class BNInceptionCaffe(InceptionClassifier):
             return F.relu(self._modules[name + "_bn"](layer(x)), inplace=True)
         return layer(x)
 
-    def forward_features(self, x: Tensor) -> Tensor:
-        """(N, C, H, W) -> (N, 1024, H/32, W/32) (7x7 at 224)."""
-        for stage in self.plan:
-            outputs = []
-            for chain in stage:
-                y = x
-                for name in chain:
-                    y = self._run(name, y)
-                outputs.append(y)
-            x = outputs[0] if len(outputs) == 1 else torch.cat(outputs, 1)
-        return x
+    def _run_stage(self, stage: list[list[str]], x: Tensor) -> Tensor:
+        outputs = []
+        for chain in stage:
+            y = x
+            for name in chain:
+                y = self._run(name, y)
+            outputs.append(y)
+        return outputs[0] if len(outputs) == 1 else torch.cat(outputs, 1)
+
+    def feature_layers(self) -> list[tuple[str, Callable[[Tensor], Tensor]]]:
+        """One entry per stage of the plan, named by its first layer (`conv1_7x7_s2`, ...) or its
+        module (`inception_3a`, ...); the trunk ends at (N, 1024, H/32, W/32) (7x7 at 224)."""
+        names = [stage[0][0] for stage in self.plan[:5]] + [f"inception_{row.name}" for row in TABLE]
+        return [(name, functools.partial(self._run_stage, stage)) for name, stage in zip(names, self.plan, strict=True)]
 
     def forward_head(self, x: Tensor, with_aux: bool) -> tuple[Tensor, list[Tensor]]:
-        x = F.adaptive_avg_pool2d(self.forward_features(x), 1).flatten(1)
+        x = F.adaptive_avg_pool2d(self.forward_trunk(x)[0], 1).flatten(1)
         return self.last_linear(x), []
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from .base import InceptionClassifier, init_weights
+from .base import InceptionClassifier, init_weights, stage_info
 from .blocks import Branches, ConvNormAct
 from .registry import ModelSpec, Preprocess, register
 
@@ -61,10 +61,16 @@ class InceptionCifar(InceptionClassifier):
         self.blocks = nn.Sequential(*blocks)
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Linear(in_ch, num_classes)
+        # Stages: the stem, then the end of each pair of blocks (stride 2 per pair).
+        self.feature_info = stage_info(("stem", init_ch, 1), *(
+            (f"blocks.{2 * i + 1}", 4 * init_ch * 2 ** i, 2 ** (i + 1)) for i in range(num_blocks)))
         init_weights(self)
 
+    def feature_layers(self) -> list[tuple[str, nn.Module]]:
+        return [("stem", self.stem), *((f"blocks.{i}", block) for i, block in enumerate(self.blocks))]
+
     def forward_head(self, x: Tensor, with_aux: bool) -> tuple[Tensor, list[Tensor]]:
-        x = self.blocks(self.stem(x))
+        x = self.forward_trunk(x)[0]
         return self.fc(torch.flatten(self.avgpool(x), 1)), []
 
 

@@ -154,7 +154,8 @@ class GoogLeNet(InceptionClassifier):
     aux_head_names = tuple(AUX_TAPS)
 
     def __init__(self, cfg: GoogLeNetConfig, num_classes: int = 1000, aux_logits: bool = True,
-                 in_chans: int = 3, min_input_size: int = IMAGENET_MIN_INPUT, transform_input: bool = False) -> None:
+                 in_chans: int = 3, min_input_size: int = IMAGENET_MIN_INPUT, transform_input: bool = False,
+                 input_pad_fill: tuple[float, ...] | None = None) -> None:
         super().__init__(num_classes, in_chans, min_input_size, aux_logits)
         if transform_input and in_chans != 3:
             raise ConfigError(f"transform_input needs 3 input channels, got in_chans={in_chans}")
@@ -170,6 +171,15 @@ class GoogLeNet(InceptionClassifier):
         stem = _stem(cfg, in_chans)
         for name, layer in stem.items():
             self.add_module(name, layer)
+        self.register_buffer("input_pad_fill", None, persistent=False)
+        if input_pad_fill is not None:
+            # Weights with an input transform folded into conv1 (weights.fold_input_affine) saw zero padding
+            # after the transform: conv1 then pads with the per-channel value that the transform maps to 0.
+            if len(input_pad_fill) != in_chans:
+                raise ConfigError(f"input_pad_fill needs {in_chans} values, got {len(input_pad_fill)}")
+            self.stem_padding = self.conv1.conv.padding
+            self.conv1.conv.padding = (0, 0)
+            self.register_buffer("input_pad_fill", torch.tensor(input_pad_fill).view(1, -1, 1, 1), persistent=False)
         for name in BODY_LAYERS:
             if name.startswith("maxpool"):
                 kernel = cfg.last_pool_kernel if name == "maxpool4" else 3
@@ -179,6 +189,7 @@ class GoogLeNet(InceptionClassifier):
                                                        kernel_5x5=cfg.kernel_5x5,
                                                        pool_ceil_mode=cfg.branch_pool_ceil_mode))
         self.feature_names = (*stem, *BODY_LAYERS)
+        self.feature_info = _feature_info(cfg)
         for aux_name, tap in AUX_TAPS.items():
             head = AuxHead(_out_channels(tap), num_classes, cfg.bn_eps, cfg.aux_paper_pool) if aux_logits else None
             setattr(self, aux_name, head)
@@ -191,15 +202,20 @@ class GoogLeNet(InceptionClassifier):
         else:
             init_weights(self)
 
-    def forward_head(self, x: Tensor, with_aux: bool) -> tuple[Tensor, list[Tensor]]:
+    def prepare_input(self, x: Tensor) -> Tensor:
         if self.transform_input:
             x = x * self.input_scale + self.input_shift
-        aux = []
-        taps = {tap: name for name, tap in AUX_TAPS.items()} if with_aux else {}
-        for name in self.feature_names:
-            x = getattr(self, name)(x)
-            if name in taps:
-                aux.append(getattr(self, taps[name])(x))
+        if self.input_pad_fill is not None:
+            pad_h, pad_w = self.stem_padding
+            x = F.pad(x - self.input_pad_fill, (pad_w, pad_w, pad_h, pad_h)) + self.input_pad_fill
+        return x
+
+    def feature_layers(self) -> list[tuple[str, nn.Module]]:
+        return [(name, getattr(self, name)) for name in self.feature_names]
+
+    def forward_head(self, x: Tensor, with_aux: bool) -> tuple[Tensor, list[Tensor]]:
+        taps = {tap: getattr(self, name) for name, tap in AUX_TAPS.items()} if with_aux else {}
+        x, aux = self.forward_trunk(x, taps)
         x = self.dropout(torch.flatten(self.avgpool(x), 1))
         return self.fc(x), aux
 
@@ -214,6 +230,18 @@ def caffe_init(model: nn.Module) -> None:
             nn.init.uniform_(m.weight, -bound, bound)
             if m.bias is not None:
                 nn.init.constant_(m.bias, 0.2 if isinstance(m, nn.Conv2d) else 0.0)
+
+
+def _feature_info(cfg: GoogLeNetConfig) -> list[dict]:
+    """The five stages: stem conv, stem end (before its last pool), 3b, 4e, 5b (ImageNet strides
+    2, 4, 8, 16, 32; CIFAR: the stem and 3b at stride 1, 4e at 2, 5b at 4)."""
+    if cfg.stem == "cifar":
+        stages = [("conv1", 192, 1), ("inception3b", 480, 1)]
+    else:
+        stages = [("conv1", 64, 2), ("lrn2" if cfg.lrn else "conv3", 192, 4), ("inception3b", 480, 8)]
+    first_body = stages[-1][2]
+    stages += [("inception4e", 832, first_body * 2), ("inception5b", FEATURE_CHANNELS, first_body * 4)]
+    return [{"num_chs": c, "reduction": r, "module": m} for m, c, r in stages]
 
 
 def _out_channels(module_name: str) -> int:

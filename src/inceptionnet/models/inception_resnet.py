@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 from torch import Tensor, nn
 
-from .base import init_weights
+from .base import init_weights, stage_info
 from .blocks import factorized_conv
 from .inception_v3 import InceptionAux, NamedBranches, StagedInception, Step, conv, max_pool_3x3_s2
 from .inception_v4 import avg_pool_3x3_same, numbered, numbered_branches, reduction_a
@@ -85,11 +85,11 @@ class InceptionResNet(StagedInception):
     stem_names: tuple[str, ...] = ()
     tail_names: tuple[str, ...] = ()
 
-    def trunk_before_aux(self) -> list[nn.Module]:
-        return [getattr(self, n) for n in (*self.stem_names, "repeat", "mixed_6a", "repeat_1")]
+    aux_tap = "repeat_1"
 
-    def trunk_after_aux(self) -> list[nn.Module]:
-        return [getattr(self, n) for n in ("mixed_7a", "repeat_2", *self.tail_names)]
+    def feature_layers(self) -> list[tuple[str, nn.Module]]:
+        names = (*self.stem_names, "repeat", "mixed_6a", "repeat_1", "mixed_7a", "repeat_2", *self.tail_names)
+        return [(name, getattr(self, name)) for name in names]
 
 
 class InceptionResNetV2(InceptionResNet):
@@ -119,6 +119,8 @@ class InceptionResNetV2(InceptionResNet):
     stem_names = ("conv2d_1a", "conv2d_2a", "conv2d_2b", "maxpool_3a", "conv2d_3b", "conv2d_4a", "maxpool_5a",
                   "mixed_5b")
     tail_names = ("block8", "conv2d_7b")
+    feature_info = stage_info(("conv2d_2b", 64, 2), ("conv2d_4a", 192, 4), ("repeat", 320, 8),
+                              ("repeat_1", 1088, 16), ("conv2d_7b", 1536, 32))
 
     def __init__(self, num_classes: int = 1000, aux_logits: bool = False, in_chans: int = 3,
                  drop_rate: float = 0.2, scales: tuple[float, float, float] = DEFAULT_SCALES) -> None:
@@ -161,6 +163,8 @@ class InceptionResNetV1(InceptionResNet):
 
     classifier_names = ("classif",)
     stem_names = ("conv2d_1a", "conv2d_2a", "conv2d_2b", "maxpool_3a", "conv2d_3b", "conv2d_4a", "conv2d_4b")
+    feature_info = stage_info(("conv2d_2b", 64, 2), ("conv2d_4a", 192, 4), ("repeat", 256, 8),
+                              ("repeat_1", 896, 16), ("repeat_2", 1792, 32))
 
     def __init__(self, num_classes: int = 1000, aux_logits: bool = False, in_chans: int = 3,
                  drop_rate: float = 0.2, scales: tuple[float, float, float] = DEFAULT_SCALES) -> None:

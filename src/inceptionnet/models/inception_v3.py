@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..errors import ConfigError, InputSizeError
-from .base import InceptionClassifier, init_weights
+from .base import InceptionClassifier, init_weights, stage_info
 from .blocks import ConvNormAct
 from .registry import INCEPTION_MEAN, INCEPTION_STD, ModelSpec, Preprocess, register
 
@@ -163,14 +163,14 @@ def check_aux_grid(model: InceptionClassifier, grid: Tensor, min_input_size: int
 
 
 class StagedInception(InceptionClassifier):
-    """The forward shared by v3, v4 and Inception-ResNet: the trunk up to the aux head's grid, the
-    optional aux head (attribute `AuxLogits`, None without aux), the rest of the trunk, global average
-    pooling, dropout and the linear layer named `head_name`. (N, C, H, W) -> (N, num_classes).
-
-    Subclasses list their trunk in `trunk_before_aux()` and `trunk_after_aux()`.
+    """The forward shared by v3, v4 and Inception-ResNet: the trunk (`feature_layers()`), the optional
+    aux head (attribute `AuxLogits`, None without aux) on the output of the layer named `aux_tap`,
+    global average pooling, dropout and the linear layer named `head_name`.
+    (N, C, H, W) -> (N, num_classes).
     """
 
     head_name = "fc"
+    aux_tap = ""
     aux_min_input_size = 299
     AuxLogits: nn.Module | None
 
@@ -179,30 +179,13 @@ class StagedInception(InceptionClassifier):
         if not aux_logits:  # reset_classifier then touches only the main head
             self.classifier_names = (self.head_name,)
 
-    def trunk_before_aux(self) -> list[nn.Module]:
-        raise NotImplementedError
-
-    def trunk_after_aux(self) -> list[nn.Module]:
-        raise NotImplementedError
-
-    def prepare_input(self, x: Tensor) -> Tensor:
-        return x
-
-    def forward_features(self, x: Tensor, with_aux: bool = False) -> tuple[Tensor, list[Tensor]]:
-        """(N, C, H, W) -> the last feature map (8x8 at 299), and the aux logits when asked."""
-        x = self.prepare_input(x)
-        for layer in self.trunk_before_aux():
-            x = layer(x)
-        aux = []
-        if with_aux and self.AuxLogits is not None:
-            check_aux_grid(self, x, self.aux_min_input_size)
-            aux.append(self.AuxLogits(x))
-        for layer in self.trunk_after_aux():
-            x = layer(x)
-        return x, aux
+    def _aux_head(self, grid: Tensor) -> Tensor:
+        check_aux_grid(self, grid, self.aux_min_input_size)
+        return self.AuxLogits(grid)
 
     def forward_head(self, x: Tensor, with_aux: bool) -> tuple[Tensor, list[Tensor]]:
-        x, aux = self.forward_features(x, with_aux)
+        taps = {self.aux_tap: self._aux_head} if with_aux and self.AuxLogits is not None else {}
+        x, aux = self.forward_trunk(x, taps)
         x = self.head_drop(F.adaptive_avg_pool2d(x, 1).flatten(1))
         return getattr(self, self.head_name)(x), aux
 
@@ -225,6 +208,9 @@ class InceptionV3(StagedInception):
 
     classifier_names = ("fc", "AuxLogits.fc")
     aux_head_names = ("AuxLogits",)
+    aux_tap = "Mixed_6e"
+    feature_info = stage_info(("Conv2d_2b_3x3", 64, 2), ("Conv2d_4a_3x3", 192, 4), ("Mixed_5d", 288, 8),
+                              ("Mixed_6e", 768, 16), ("Mixed_7c", 2048, 32))
     stage_names = ("Conv2d_1a_3x3", "Conv2d_2a_3x3", "Conv2d_2b_3x3", "maxpool1", "Conv2d_3b_1x1", "Conv2d_4a_3x3",
                    "maxpool2", "Mixed_5b", "Mixed_5c", "Mixed_5d", "Mixed_6a", "Mixed_6b", "Mixed_6c", "Mixed_6d",
                    "Mixed_6e", "Mixed_7a", "Mixed_7b", "Mixed_7c")
@@ -258,11 +244,8 @@ class InceptionV3(StagedInception):
         self.fc = nn.Linear(2048, num_classes)
         init_weights(self)
 
-    def trunk_before_aux(self) -> list[nn.Module]:
-        return [getattr(self, name) for name in self.stage_names[:15]]
-
-    def trunk_after_aux(self) -> list[nn.Module]:
-        return [getattr(self, name) for name in self.stage_names[15:]]
+    def feature_layers(self) -> list[tuple[str, nn.Module]]:
+        return [(name, getattr(self, name)) for name in self.stage_names]
 
     def prepare_input(self, x: Tensor) -> Tensor:
         if not self.transform_input:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from .base import init_weights
+from .base import init_weights, stage_info
 from .blocks import factorized_conv
 from .inception_v3 import (
     InceptionAux,
@@ -119,7 +119,9 @@ class InceptionV4(StagedInception):
     head_name = "last_linear"
     classifier_names = ("last_linear", "AuxLogits.fc")
     aux_head_names = ("AuxLogits",)
-    aux_after = 18  # features[:18] ends with the 7th Inception-B (17x17x1024)
+    aux_tap = "features.17"  # the 7th Inception-B (17x17x1024)
+    feature_info = stage_info(("features.2", 64, 2), ("features.3", 160, 4), ("features.9", 384, 8),
+                              ("features.17", 1024, 16), ("features.21", 1536, 32))
 
     def __init__(self, num_classes: int = 1000, aux_logits: bool = False, in_chans: int = 3,
                  drop_rate: float = 0.2) -> None:
@@ -140,11 +142,8 @@ class InceptionV4(StagedInception):
         self.last_linear = nn.Linear(1536, num_classes)
         init_weights(self)
 
-    def trunk_before_aux(self) -> list[nn.Module]:
-        return list(self.features[:self.aux_after])
-
-    def trunk_after_aux(self) -> list[nn.Module]:
-        return list(self.features[self.aux_after:])
+    def feature_layers(self) -> list[tuple[str, nn.Module]]:
+        return [(f"features.{i}", layer) for i, layer in enumerate(self.features)]
 
 
 def _build(**kwargs) -> InceptionV4:

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from torch import nn
 
 from ..errors import ConfigError
+from .features import FeatureExtractor
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -105,12 +106,16 @@ def create_model(
     num_classes: int = 1000,
     aux_logits: bool | None = None,
     in_chans: int = 3,
+    features_only: bool = False,
+    out_indices: int | Sequence[int] | None = None,
     **kwargs,
 ) -> nn.Module:
     """Build model `name` with random weights.
 
     `aux_logits=None` takes the spec's default. The returned module maps (N, in_chans, H, W)
     float images to (N, num_classes) logits; `model(x, with_aux=True)` also returns aux logits.
+    With `features_only` it is the trunk alone, returning the feature maps of the stages
+    `out_indices` (positions in the model's `feature_info`; None: every stage) as a list.
     """
     spec = get_spec(name)
     if num_classes < 1:
@@ -121,4 +126,6 @@ def create_model(
         raise ConfigError(f"model {name!r} has no auxiliary heads")
     model = spec.builder(num_classes=num_classes, aux_logits=aux_logits, in_chans=in_chans, **kwargs)
     model.spec = spec
+    if features_only:
+        return FeatureExtractor(model, out_indices)
     return model

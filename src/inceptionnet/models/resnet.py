@@ -23,7 +23,7 @@ from torch import Tensor, nn
 from torchvision.models.resnet import BasicBlock
 from torchvision.models.resnet import ResNet as TorchvisionResNet
 
-from .base import InceptionClassifier, init_weights
+from .base import InceptionClassifier, init_weights, stage_info
 from .compact import CIFAR_PREPROCESS
 from .registry import ModelSpec, Preprocess, register
 
@@ -50,11 +50,17 @@ class ResNet(InceptionClassifier):
             net.conv1 = nn.Conv2d(in_chans, 64, 7, stride=2, padding=3, bias=False)
         for name, child in net.named_children():
             self.add_module(name, child)
+        stem_stride = 1 if cifar_stem else 2
+        self.feature_info = stage_info(("relu", 64, stem_stride), *(
+            (f"layer{i + 1}", 64 * 2 ** i, stem_stride * 2 ** (i + (0 if cifar_stem else 1))) for i in range(4)))
         init_weights(self)
 
+    def feature_layers(self) -> list[tuple[str, nn.Module]]:
+        names = ("conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "layer4")
+        return [(name, getattr(self, name)) for name in names]
+
     def forward_head(self, x: Tensor, with_aux: bool) -> tuple[Tensor, list[Tensor]]:
-        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
-        x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
+        x = self.forward_trunk(x)[0]
         return self.fc(torch.flatten(self.avgpool(x), 1)), []
 
 

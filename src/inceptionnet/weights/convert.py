@@ -8,14 +8,15 @@ import os
 import urllib.parse
 import urllib.request
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from torch import Tensor, nn
 
-from .errors import WeightsError
-from .fileio import atomic_write
+from ..errors import WeightsError
+from ..fileio import atomic_write
 
 SOURCES = ("inceptionnet", "torchvision", "timm", "cadene")
 _WRAPPER_KEYS = ("model", "state_dict", "model_state_dict")
@@ -179,3 +180,24 @@ def save_weights(model: nn.Module, path: str | os.PathLike, source: str = "incep
         contiguous = {k: v.contiguous() for k, v in state.items()}
         return atomic_write(path, lambda tmp: save_file(contiguous, tmp))
     return atomic_write(path, lambda tmp: torch.save(state, tmp))
+
+
+def fold_input_affine(state_dict: dict[str, Tensor], conv: str, bn: str, scale: Sequence[float],
+                      shift: Sequence[float]) -> dict[str, Tensor]:
+    """Fold a per-channel input transform `x * scale + shift` into the first convolution, so the
+    model takes `x` directly: the conv weight `conv` (out, in, kh, kw) is scaled per input channel, and
+    the constant it adds (weight . shift) is subtracted from the running mean of the BN `bn` that
+    follows it (BN(y + b) with mean m equals BN(y) with mean m - b). Computed in float64.
+
+    Exact where the convolution reads no padding; over zero padding the original saw 0 after the
+    transform, which is `-shift / scale` before it (`GoogLeNet(input_pad_fill=...)` pads with that).
+    """
+    out = dict(state_dict)
+    weight = state_dict[conv].double()
+    scale_t = torch.tensor(scale, dtype=torch.float64).view(1, -1, 1, 1)
+    shift_t = torch.tensor(shift, dtype=torch.float64).view(1, -1, 1, 1)
+    out[conv] = (weight * scale_t).to(state_dict[conv].dtype)
+    added = (weight * shift_t).sum((1, 2, 3))
+    mean_key = f"{bn}.running_mean"
+    out[mean_key] = (state_dict[mean_key].double() - added).to(state_dict[mean_key].dtype)
+    return out
