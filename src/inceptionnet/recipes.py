@@ -160,7 +160,7 @@ RECIPES: dict[str, Recipe] = {
     # warmed up then decayed to 0, label smoothing 0.2, an average of the weights, random translation by 2 px
     # and flips (batched on the device: data/memory.py), bf16 autocast (amp) and channels_last.
     "cifar-fast": Recipe(
-        name="cifar-fast", epochs=12, batch_size=512, optimizer="sgd", lr=0.4, momentum=0.9, nesterov=True,
+        name="cifar-fast", epochs=18, batch_size=512, optimizer="sgd", lr=0.4, momentum=0.9, nesterov=True,
         weight_decay=5e-4, schedule="cosine", warmup_epochs=1, label_smoothing=0.2, ema_decay=0.99, pad_crop=2,
         hflip=True, amp=True, channels_last=True),
 }
