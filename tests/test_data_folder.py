@@ -166,6 +166,14 @@ def test_build_datasets_from_train_val_folders(tmp_path):
         build_datasets(str(tmp_path), 0.2, 0, train_tf, eval_tf)
 
 
+def test_build_datasets_from_train_test_folders_validates_on_test(tmp_path):
+    make_folder(tmp_path / "train", {"a": 2, "b": 2})
+    make_folder(tmp_path / "test", {"b": 1})
+    data = build_datasets(str(tmp_path), 0.2, 0, *transforms())
+    assert data.class_names == ["a", "b"] and data.test is None and "validation = test" in data.source
+    assert (len(data.train), len(data.val)) == (4, 1) and data.val.samples[0][1] == 1
+
+
 def test_build_datasets_splits_a_plain_folder(tmp_path):
     make_folder(tmp_path, {"a": 10, "b": 5})
     train_tf, eval_tf = transforms()

@@ -182,6 +182,21 @@ RECIPES: dict[str, Recipe] = {
         name="demo", epochs=18, batch_size=32, img_size=32, optimizer="adam", lr=2e-3, weight_decay=0.0,
         schedule="cosine", warmup_epochs=0.2, aux_logits=True, aux_weight=0.3, ema_decay=0.99, scale_min=0.8,
         hflip=True),
+    # The TF2 course's CIFAR-10 experiments: Adam 1e-3, batch 128, 5 epochs, the images as they are (no
+    # augmentation, no weight decay, constant lr). Its ResNet-18 runs the same with batch 32 (tf-course-resnet).
+    "tf-course": Recipe(
+        name="tf-course", epochs=5, batch_size=128, optimizer="adam", lr=1e-3, weight_decay=0.0,
+        schedule="constant", resize_only=True, hflip=False),
+    "tf-course-resnet": Recipe(
+        name="tf-course-resnet", epochs=5, batch_size=32, optimizer="adam", lr=1e-3, weight_decay=0.0,
+        schedule="constant", resize_only=True, hflip=False),
+    # Time to accuracy on CIFAR-10 (inception_cifar_fast), with airbench's lessons: large batches, nesterov SGD
+    # warmed up then decayed to 0, label smoothing 0.2, an average of the weights, random translation by 2 px
+    # and flips (batched on the device: data/memory.py); bf16 and channels_last where they pay (precision auto).
+    "cifar-fast": Recipe(
+        name="cifar-fast", epochs=18, batch_size=512, optimizer="sgd", lr=0.4, momentum=0.9, nesterov=True,
+        weight_decay=5e-4, schedule="cosine", warmup_epochs=1, label_smoothing=0.2, ema_decay=0.99, pad_crop=2,
+        hflip=True),
 }
 
 

@@ -47,19 +47,22 @@ def _relabel(scan: FolderScan, class_names: list[str], folder: Path) -> list[Sam
 def _from_split_folders(root: Path, train_transform: Transform, eval_transform: Transform, strict: bool) -> Datasets:
     train_scan = scan_image_folder(root / "train")
     names = train_scan.class_names
-    val_scan = scan_image_folder(root / "val")
+    # Without val/, the test split validates (as CIFAR-10's batches do) and there is no separate test split.
+    val_name = "val" if (root / "val").is_dir() else "test"
+    val_scan = scan_image_folder(root / val_name)
     test_dataset, skipped = None, train_scan.skipped + val_scan.skipped
-    if (root / "test").is_dir():
+    if val_name == "val" and (root / "test").is_dir():
         test_scan = scan_image_folder(root / "test")
         test_dataset = ImageDataset(_relabel(test_scan, names, root / "test"), eval_transform, strict)
         skipped += test_scan.skipped
     return Datasets(
         train=ImageDataset(train_scan.samples, train_transform, strict),
-        val=ImageDataset(_relabel(val_scan, names, root / "val"), eval_transform, strict),
+        val=ImageDataset(_relabel(val_scan, names, root / val_name), eval_transform, strict),
         test=test_dataset,
         class_names=names,
         skipped=skipped,
-        source=f"train/val folders in {root}",
+        source=f"train/val folders in {root}" if val_name == "val" else
+        f"train/test folders in {root} (validation = test)",
     )
 
 
@@ -91,7 +94,8 @@ def build_datasets(
     """Datasets for `--data`; items are `(tensor, label)` (or `SkippedSample` for a bad file unless `strict`).
 
     - None: the embedded synthetic shapes set, split by `val_split` with `seed`;
-    - a folder with `train/` and `val/` (and optionally `test/`) class folders: those;
+    - a folder with `train/` and `val/` (and optionally `test/`) class folders: those; with `train/` and
+      `test/` only, the test split is the validation split;
     - a folder holding `cifar-10-batches-py`, or that folder: CIFAR-10 (validation = its test batch);
     - any other folder of class folders: a seeded stratified split by `val_split`.
     """
@@ -106,6 +110,6 @@ def build_datasets(
     if find_cifar10_root(root) is not None:
         train, test, names = cifar10_datasets(root, train_transform, eval_transform)
         return Datasets(train, test, None, names, [], f"CIFAR-10 in {root} (validation = test batch)")
-    if (root / "train").is_dir() and (root / "val").is_dir():
+    if (root / "train").is_dir() and ((root / "val").is_dir() or (root / "test").is_dir()):
         return _from_split_folders(root, train_transform, eval_transform, strict)
     return _from_one_folder(root, val_split, seed, train_transform, eval_transform, strict)

@@ -95,7 +95,8 @@ def to_model_input(image: Tensor, preprocess: Preprocess) -> Tensor:
         raise ConfigError(f"unknown channel order {preprocess.channel_order!r}; expected RGB or BGR")
     offset, scale = _normalisation(preprocess)
     # Contiguous first: decoders and resizers may hand over channels-last strides, which make this 5x slower.
-    return image.to(torch.float32, memory_format=torch.contiguous_format).mul_(scale).add_(offset)
+    image = image.to(torch.float32, memory_format=torch.contiguous_format)
+    return image.mul_(scale.to(image.device)).add_(offset.to(image.device))
 
 
 @functools.lru_cache(maxsize=16)

@@ -201,9 +201,15 @@ class Trainer:
         """Datasets, transforms and loaders; the train order is resumable (see reproducibility.py)."""
         from ..data.datasets import build_datasets
         from ..data.loaders import build_loader
+        from ..data.memory import batched_augment, in_memory_datasets, in_memory_loaders
         from ..data.transforms import TrainAugment, build_eval_transform, build_train_transform
 
         r = self.recipe
+        # Small images whose augmentation runs batched are decoded once and augmented on the device.
+        augment = batched_augment(r)
+        in_memory = None if augment is None else in_memory_datasets(
+            self.options.data, self.options.val_split, self.options.seed, self.img_size, self.preprocess,
+            self.options.strict)
         aug = TrainAugment(scale=(r.scale_min, r.scale_max), ratio=(r.ratio_min, r.ratio_max), hflip=r.hflip,
                            photometric=r.photometric, random_interpolation=r.random_interpolation,
                            pad_crop=r.pad_crop, resize_only=r.resize_only, auto_augment=r.auto_augment,
@@ -213,9 +219,10 @@ class Trainer:
         generate_first = self.options.data is None
         if generate_first and not self.ctx.is_main:
             dist.barrier()
-        self.data = build_datasets(self.options.data, self.options.val_split, self.options.seed,
-                                   build_train_transform(aug, self.preprocess, self.img_size),
-                                   build_eval_transform(self.preprocess, self.img_size), strict=self.options.strict)
+        self.data = in_memory or build_datasets(
+            self.options.data, self.options.val_split, self.options.seed,
+            build_train_transform(aug, self.preprocess, self.img_size),
+            build_eval_transform(self.preprocess, self.img_size), strict=self.options.strict)
         if generate_first and self.ctx.is_main:
             dist.barrier()
         self.class_names = list(self.data.class_names)
@@ -234,18 +241,29 @@ class Trainer:
             raise ConfigError(f"the training set has {len(self.data.train)} images, fewer than one batch of "
                               f"{plan.global_batch}; lower --batch-size")
         self.sampler = EpochTaggedSampler(dist.TrainSampler(self.data.train, seed=self.options.seed))
+        self.eval_cache: dict[str, list] = {}
+        if in_memory is not None:
+            self.train_loader, self.eval_loaders = in_memory_loaders(
+                in_memory, plan.per_rank_batch, self.sampler.sampler, dist.EvalSampler, self.preprocess, self.device,
+                self.options.seed, self.ctx.rank, augment)
+            self.count_batches(plan)
+            return
         # Full batches only: a BatchNorm layer cannot train on a last batch of one image.
         self.train_loader = build_loader(SeededSamples(self.data.train, self.options.seed), plan.per_rank_batch,
                                          shuffle=False, workers=self.options.workers, seed=self.options.seed,
                                          drop_last=True, sampler=self.sampler)
         self.eval_loaders = {}
-        self.eval_cache: dict[str, list] = {}
         for split in ("val", "test"):
             dataset = getattr(self.data, split)
             if dataset is not None and len(dataset) > 0:
                 self.eval_loaders[split] = build_loader(dataset, plan.per_rank_batch, shuffle=False,
                                                         workers=self.options.workers, seed=self.options.seed,
                                                         sampler=dist.EvalSampler(dataset))
+        self.count_batches(plan)
+
+    def count_batches(self, plan: dist.BatchPlan) -> None:
+        """Batches and optimizer steps per epoch of this rank."""
+        r = self.recipe
         self.batches_per_epoch = len(self.sampler.sampler) // plan.per_rank_batch
         self.steps_per_epoch = math.ceil(self.batches_per_epoch / r.accum_steps)
 

@@ -15,7 +15,7 @@ import torch
 from torch import Tensor, nn
 
 from .base import InceptionClassifier, init_weights, stage_info
-from .blocks import Branches, ConvNormAct
+from .blocks import Branches, ConvNormAct, inception_module
 from .registry import ModelSpec, Preprocess, register
 
 CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
@@ -79,4 +79,64 @@ register(ModelSpec(
     min_input_size=4, preprocess=CIFAR_PREPROCESS, default_recipe="cifar",
     description="Seed 002's compact Inception (Inception10) for 32x32 inputs: 16-channel stem, 2 blocks of 2 "
                 "Inception blocks (stride 2, 1), widths 16 and 32 per branch, global pool, linear.",
+))
+
+
+def fast_group(in_ch: int, out_ch: int) -> nn.Sequential:
+    """Two Inception modules with a 2x2 max-pool between them (airbench's conv-pool-conv group, each conv an
+    Inception module): (N, in_ch, H, W) -> (N, out_ch, H // 2, W // 2). Each module's branches take 1/4 (1x1),
+    1/2 (1x1 -> 3x3) and 1/8 + 1/8 (1x1 -> 3x3, pool -> 1x1) of `out_ch`."""
+
+    def module(i: int) -> Branches:
+        return inception_module(i, out_ch // 4, out_ch // 4, out_ch // 2, out_ch // 8, out_ch // 8, out_ch // 8,
+                                kernel_5x5=3)
+
+    return nn.Sequential(module(in_ch), nn.MaxPool2d(2), module(out_ch))
+
+
+class InceptionCifarFast(InceptionClassifier):
+    """An Inception network for time-to-accuracy on CIFAR-10 (after airbench's lessons, built from GoogLeNet's
+    Inception modules): a 2x2 patch convolution stem (32x32 -> 31x31, `stem_ch`), three groups of two Inception
+    modules around a 2x2 max-pool (31 -> 15 -> 7 -> 3), global max-pool, linear head.
+    With the default `widths` (96, 384, 512): 1.56 M parameters, 0.109 GMAC a 32x32 image (forward, without TTA).
+
+    `flip_tta`: in eval mode the logits are the mean over the image and its mirror (flip test-time
+    augmentation, which airbench found worth about 0.5% top-1 for a second forward pass).
+    (N, in_chans, H, W) -> (N, num_classes); H, W >= 16.
+    """
+
+    classifier_names = ("fc",)
+
+    def __init__(self, num_classes: int = 10, aux_logits: bool = False, in_chans: int = 3, stem_ch: int = 32,
+                 widths: tuple[int, int, int] = (96, 384, 512), flip_tta: bool = True) -> None:
+        super().__init__(num_classes, in_chans, min_input_size=16, aux_logits=False)
+        self.stem = ConvNormAct(in_chans, stem_ch, 2)
+        groups, in_ch = [], stem_ch
+        for width in widths:
+            groups.append(fast_group(in_ch, width))
+            in_ch = width
+        self.groups = nn.Sequential(*groups)
+        self.pool = nn.AdaptiveMaxPool2d(1)
+        self.fc = nn.Linear(in_ch, num_classes)
+        self.flip_tta = flip_tta
+        init_weights(self)
+
+    def logits(self, x: Tensor) -> Tensor:
+        """(N, C, H, W) -> (N, num_classes), without test-time augmentation."""
+        x = self.pool(self.groups(self.stem(x)))
+        return self.fc(torch.flatten(x, 1))
+
+    def forward_head(self, x: Tensor, with_aux: bool) -> tuple[Tensor, list[Tensor]]:
+        if self.flip_tta and not self.training:
+            return 0.5 * (self.logits(x) + self.logits(x.flip(-1))), []
+        return self.logits(x), []
+
+
+register(ModelSpec(
+    name="inception_cifar_fast", builder=InceptionCifarFast,
+    paper="Szegedy et al. 2014 (arXiv:1409.4842) Inception modules; the training lessons of airbench "
+          "(Jordan 2024, arXiv:2404.00498)",
+    default_input_size=32, min_input_size=16, preprocess=CIFAR_PREPROCESS, default_recipe="cifar-fast",
+    description="Inception net for fast CIFAR-10 training: 2x2 patch stem, 3 groups of 2 Inception modules "
+                "(widths 96/384/512) around max-pools, max-pool head, flip TTA in eval mode.",
 ))
