@@ -1,4 +1,4 @@
-"""Checks of the model contract (DESIGN.md) shared by the model test files."""
+"""Checks of the model contract (docs/design.md) shared by the model test files."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Seed 002's compact Inception and the ResNet baselines: shapes, parameter counts, the model
+"""The TF2 course's compact Inception and the ResNet baselines: shapes, parameter counts, the model
 contract, and loading torchvision's ResNet weights."""
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ def test_contract_heads_and_channels(name):
         create_model(name, aux_logits=True)
 
 
-def test_inception_cifar_follows_seed_002_block_layout():
+def test_inception_cifar_follows_the_tf2_course_block_layout():
     model = create_model("inception_cifar", num_classes=10)
     rows = {r.name: r for r in summarize(model, 32).rows}
     # Stem of 16; blocks of width 16 (stride 2, 1) then 32 (stride 2, 1); each block concatenates 4 branches.

@@ -22,7 +22,7 @@ from model_contract import (
 
 GOOGLENETS = ("googlenet", "googlenet_bn", "googlenet_tv", "googlenet_cifar")
 
-# DESIGN.md / the paper's Table 1: layer -> (output H, W, C), then #1x1, #3x3 reduce, #3x3, #5x5 reduce, #5x5,
+# The paper's Table 1: layer -> (output H, W, C), then #1x1, #3x3 reduce, #3x3, #5x5 reduce, #5x5,
 # pool proj for the Inception modules.
 TABLE1 = [
     ("conv1", (112, 112, 64), None),
@@ -157,7 +157,7 @@ def test_googlenet_cifar_has_no_aux_heads_and_keeps_32x32_until_the_first_pool()
 
 
 def test_googlenet_bn_is_the_seed_network_without_its_softmax_and_extra_fc():
-    # Seed 004 prints 7,041,172 parameters for its InceptionV1 at 4 classes: convolutions with bias
+    # The PyTorch ImageFolder tutorial prints 7,041,172 parameters for its InceptionV1 at 4 classes: convolutions with bias
     # (plus BN in the Inception modules, none in the stem) and an extra FC 1024x1024 before the classifier.
     model = create_model("googlenet_bn", num_classes=4, aux_logits=False)
     stem_convs = [model.conv1.conv, model.conv2.conv, model.conv3.conv]

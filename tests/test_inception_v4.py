@@ -44,7 +44,7 @@ def test_contract():
 
 
 def test_stage_shapes_at_299():
-    # Paper Fig. 9 (and seed 003): stem 35x35x384, 4 x A 35x35x384, Reduction-A 17x17x1024,
+    # Paper Fig. 9 (and the Inception-v4 block-shape article): stem 35x35x384, 4 x A 35x35x384, Reduction-A 17x17x1024,
     # 7 x B 17x17x1024, Reduction-B 8x8x1536, 3 x C 8x8x1536.
     model = create_model("inception_v4").eval()
     shapes = trace_shapes(model.features, torch.randn(1, 3, 299, 299))

@@ -1,4 +1,4 @@
-"""The model contract every registered network follows (DESIGN.md, "Model contract")."""
+"""The model contract every registered network follows (docs/design.md and the README's Python section)."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
-"""The compact Inception network for CIFAR of seed 002 ("Inception10"), and the CIFAR preprocessing
+"""The compact Inception network for CIFAR of the TF2 course ("Inception10"), and the CIFAR preprocessing
 shared by every 32x32 model.
 
-Seed 002 builds it in Keras; this is the same network in PyTorch, with these deliberate differences:
+The TF2 course builds it in Keras; this is the same network in PyTorch, with these deliberate differences:
 the model returns logits (the seed's Dense layer applies softmax, and losses here take logits), and
 convolutions followed by BN carry no bias (BN's shift replaces it; the seed's Keras Conv2D keeps one).
 BN eps is Keras's 1e-3. The seed's InceptionBlk is kept exactly: every branch has `ch` channels, and
@@ -22,11 +22,11 @@ CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR_STD = (0.2470, 0.2435, 0.2616)
 CIFAR_PREPROCESS = Preprocess(input_size=32, mean=CIFAR_MEAN, std=CIFAR_STD, crop_pct=1.0)
 
-SEED_002 = "Seed 002 (TensorFlow 2.1 notes, Inception10), after Szegedy et al. 2014 (arXiv:1409.4842)"
+TF2_COURSE = "The TF2 course (TensorFlow 2.1 notes, Inception10), after Szegedy et al. 2014 (arXiv:1409.4842)"
 
 
 def seed_inception_block(in_ch: int, ch: int, stride: int = 1) -> Branches:
-    """Seed 002's InceptionBlk: 1x1 | 1x1 -> 3x3 | 1x1 -> 5x5 | 3x3/1 max-pool -> 1x1, each branch `ch`
+    """The TF2 course's InceptionBlk: 1x1 | 1x1 -> 3x3 | 1x1 -> 5x5 | 3x3/1 max-pool -> 1x1, each branch `ch`
     channels, `stride` applied in the 1x1 convolutions. (N, in_ch, H, W) -> (N, 4*ch, ceil(H/s), ceil(W/s))."""
 
     def conv(i: int, o: int, k: int, s: int = 1) -> ConvNormAct:
@@ -41,7 +41,7 @@ def seed_inception_block(in_ch: int, ch: int, stride: int = 1) -> Branches:
 
 
 class InceptionCifar(InceptionClassifier):
-    """Seed 002's Inception10: 3x3 conv-BN-ReLU stem of `init_ch`, then `num_blocks` blocks of two
+    """The TF2 course's Inception10: 3x3 conv-BN-ReLU stem of `init_ch`, then `num_blocks` blocks of two
     Inception blocks (stride 2, then 1) whose branch width doubles per block, global average pool,
     linear. (N, in_chans, H, W) -> (N, num_classes); H, W = 32 for CIFAR.
     """
@@ -75,9 +75,9 @@ class InceptionCifar(InceptionClassifier):
 
 
 register(ModelSpec(
-    name="inception_cifar", builder=InceptionCifar, paper=SEED_002, default_input_size=32,
+    name="inception_cifar", builder=InceptionCifar, paper=TF2_COURSE, default_input_size=32,
     min_input_size=4, preprocess=CIFAR_PREPROCESS, default_recipe="cifar",
-    description="Seed 002's compact Inception (Inception10) for 32x32 inputs: 16-channel stem, 2 blocks of 2 "
+    description="The TF2 course's compact Inception (Inception10) for 32x32 inputs: 16-channel stem, 2 blocks of 2 "
                 "Inception blocks (stride 2, 1), widths 16 and 32 per branch, global pool, linear.",
 ))
 

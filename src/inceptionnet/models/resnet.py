@@ -1,11 +1,11 @@
-"""ResNet baselines: ResNet-18/34 for CIFAR (seed 002) and for ImageNet (torchvision's layout).
+"""ResNet baselines: ResNet-18/34 for CIFAR (the TF2 course) and for ImageNet (torchvision's layout).
 
 Reference: K. He et al., "Deep Residual Learning for Image Recognition", CVPR 2016 (arXiv:1512.03385).
 Both forms are torchvision's ResNet layers (BasicBlock, 1x1 conv + BN downsample path) held under
 torchvision's names (conv1, bn1, layer1..4, fc), so torchvision state_dicts load key for key; the
 class adds the model contract (plain-tensor forward, reset_classifier, in_chans, input-size check).
 
-The CIFAR form follows seed 002's ResNet18/ResNet34: a 3x3/1 stem conv of 64, no max-pool, stages of
+The CIFAR form follows the TF2 course's ResNet18/ResNet34: a 3x3/1 stem conv of 64, no max-pool, stages of
 [2, 2, 2, 2] / [3, 4, 6, 3] BasicBlocks with 64-512 channels, global average pool, linear. Deliberate
 differences from the seed: the first stage keeps stride 1 (the seed's test `block_list != 0` is always
 true, so it strides every stage and ends at 2x2; the usual CIFAR ResNet ends at 4x4), its 2x2
@@ -28,7 +28,7 @@ from .compact import CIFAR_PREPROCESS
 from .registry import ModelSpec, Preprocess, register
 
 PAPER = "He et al. 2015, Deep Residual Learning for Image Recognition (arXiv:1512.03385)"
-SEED_002 = "Seed 002 (TensorFlow 2.1 notes, ResNet18/ResNet34)"
+TF2_COURSE = "The TF2 course (TensorFlow 2.1 notes, ResNet18/ResNet34)"
 STAGES = {"resnet18": (2, 2, 2, 2), "resnet34": (3, 4, 6, 3)}
 
 
@@ -73,9 +73,9 @@ def _builder(layers: Sequence[int], cifar_stem: bool):
 
 for _name, _layers in STAGES.items():
     register(ModelSpec(
-        name=f"{_name}_cifar", builder=_builder(_layers, cifar_stem=True), paper=f"{SEED_002}; {PAPER}",
+        name=f"{_name}_cifar", builder=_builder(_layers, cifar_stem=True), paper=f"{TF2_COURSE}; {PAPER}",
         default_input_size=32, min_input_size=8, preprocess=CIFAR_PREPROCESS, default_recipe="cifar",
-        description=f"{_name.capitalize()} for 32x32 inputs as in seed 002: 3x3/1 stem conv of 64, no max-pool, "
+        description=f"{_name.capitalize()} for 32x32 inputs as in the TF2 course: 3x3/1 stem conv of 64, no max-pool, "
                     f"BasicBlocks {list(_layers)}, global pool, linear (torchvision key names).",
     ))
     register(ModelSpec(
