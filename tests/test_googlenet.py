@@ -156,9 +156,9 @@ def test_googlenet_cifar_has_no_aux_heads_and_keeps_32x32_until_the_first_pool()
         create_model("googlenet_cifar", aux_logits=True)
 
 
-def test_googlenet_bn_is_the_seed_network_without_its_softmax_and_extra_fc():
-    # The PyTorch ImageFolder tutorial prints 7,041,172 parameters for its InceptionV1 at 4 classes: convolutions with bias
-    # (plus BN in the Inception modules, none in the stem) and an extra FC 1024x1024 before the classifier.
+def test_googlenet_bn_is_the_tutorial_network_without_its_softmax_and_extra_fc():
+    # The PyTorch ImageFolder tutorial prints 7,041,172 parameters for its InceptionV1 at 4 classes: convolutions
+    # with bias (plus BN in the Inception modules, none in the stem) and an extra FC 1024x1024 before the classifier.
     model = create_model("googlenet_bn", num_classes=4, aux_logits=False)
     stem_convs = [model.conv1.conv, model.conv2.conv, model.conv3.conv]
     module_convs = [m for name, m in model.named_modules()
