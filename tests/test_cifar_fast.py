@@ -70,17 +70,18 @@ def write_colour_batches(root, rows: int = 24) -> None:
     (folder / "batches.meta").write_bytes(pickle.dumps(meta, protocol=2))
 
 
-@pytest.mark.parametrize(("model", "recipe"), [("inception_cifar", "tf-course"), ("inception_cifar_fast", "cifar")])
-def test_short_run_on_cifar_batches_learns_in_memory(tmp_path, model, recipe):
+@pytest.mark.parametrize("recipe", ["tf-course", "cifar-fast"])
+def test_short_run_on_cifar_batches_learns_in_memory(tmp_path, recipe):
+    """The recipes' settings (batched augmentation, EMA, label smoothing) on the small Inception10, in fp32."""
     write_colour_batches(tmp_path / "data")
-    options = TrainOptions(model=model, data=str(tmp_path / "data"), device="cpu", seed=0, quiet=True,
+    options = TrainOptions(model="inception_cifar", data=str(tmp_path / "data"), device="cpu", seed=0, quiet=True,
                            out=str(tmp_path / "run"))
     settings = get_recipe(recipe)
-    settings.epochs, settings.batch_size, settings.precision, settings.warmup_epochs = 6, 24, "fp32", 0
+    settings.epochs, settings.batch_size, settings.precision, settings.warmup_epochs = 5, 24, "fp32", 0
     settings.lr = 1e-2 if settings.optimizer == "adam" else 0.05
     report = fit(options, settings)
     with open(tmp_path / "run" / "metrics.csv", newline="") as f:
         losses = [float(row["train_loss"]) for row in csv.DictReader(f)]
-    assert len(losses) == 6 and losses[-1] < 0.7 * losses[0]
+    assert len(losses) == 5 and losses[-1] < 0.7 * losses[0]
     assert report["best_val_acc"] > 0.3
     assert "in memory" in (tmp_path / "run" / "log.txt").read_text()

@@ -127,6 +127,7 @@ def test_cifar_batches_load_pixel_exact(tmp_path):
     assert torch.equal(data.train.images[6].permute(1, 2, 0), torch.from_numpy(train.data[6]))
     assert data.val.targets.tolist() == test.targets
     assert in_memory_datasets(tmp_path, 0.2, 0, 16, PRE).train.images.shape == (20, 3, 16, 16)
+    assert in_memory_datasets(tmp_path, 0.2, 0, 224, PRE) is None  # 224 px copies are not small
 
 
 def write_jpegs(root, size: int, per_class: int = 3) -> None:

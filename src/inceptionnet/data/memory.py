@@ -243,9 +243,10 @@ def in_memory_datasets(data: str | os.PathLike | None, val_split: float, seed: i
 
     Small: CIFAR-10 batches (validation = the test batch), or folders of images at most SMALL_SIDE pixels a
     side: `train/` with `val/` and/or `test/` (validation = val, else test), or one folder of class folders
-    split by `val_split` with `seed` (the same split as the per-image path). The synthetic set is not small.
+    split by `val_split` with `seed` (the same split as the per-image path). The synthetic set is not small, nor
+    is any set trained at more than SMALL_SIDE pixels.
     """
-    if data is None or not Path(data).is_dir():
+    if data is None or not Path(data).is_dir() or size > SMALL_SIDE:  # upscaled copies would not be small
         return None
     root = Path(data)
     if find_cifar10_root(root) is not None:
