@@ -26,7 +26,8 @@ from ..errors import ConfigError, DataError, InceptionNetError, WeightsError
 from ..fast import optimize
 from ..fileio import atomic_copy
 from ..models import create_model, get_spec
-from ..recipes import Recipe
+from ..recipes import AUTO_RECIPE, Recipe
+from ..recipes_auto import fit_regularisation
 from . import distributed as dist
 from .balance import class_counts, class_weights
 from .budget import BudgetPlan, estimate_epoch_s, fit_schedule
@@ -175,20 +176,16 @@ class Trainer:
         """Datasets, transforms and loaders; the train order is resumable (see reproducibility.py)."""
         from ..data.datasets import build_datasets
         from ..data.loaders import build_loader
-        from ..data.transforms import TrainAugment, build_eval_transform, build_train_transform
+        from ..data.transforms import build_eval_transform
 
         r = self.recipe
-        aug = TrainAugment(scale=(r.scale_min, r.scale_max), ratio=(r.ratio_min, r.ratio_max), hflip=r.hflip,
-                           photometric=r.photometric, random_interpolation=r.random_interpolation,
-                           pad_crop=r.pad_crop, resize_only=r.resize_only, auto_augment=r.auto_augment,
-                           random_erasing=r.random_erasing)
         # The synthetic set may need generating: rank 0 first, then the others read it. Real folders are
         # scanned by all ranks at once (a long scan must not wait out the collective timeout).
         generate_first = self.options.data is None
         if generate_first and not self.ctx.is_main:
             dist.barrier()
         self.data = build_datasets(self.options.data, self.options.val_split, self.options.seed,
-                                   build_train_transform(aug, self.preprocess, self.img_size),
+                                   self.train_transform(),
                                    build_eval_transform(self.preprocess, self.img_size), strict=self.options.strict)
         if generate_first and self.ctx.is_main:
             dist.barrier()
@@ -222,6 +219,17 @@ class Trainer:
                                                         sampler=dist.EvalSampler(dataset))
         self.batches_per_epoch = len(self.sampler.sampler) // plan.per_rank_batch
         self.steps_per_epoch = math.ceil(self.batches_per_epoch / r.accum_steps)
+
+    def train_transform(self):
+        """The training transform the recipe asks for (TrainAugment settings)."""
+        from ..data.transforms import TrainAugment, build_train_transform
+
+        r = self.recipe
+        aug = TrainAugment(scale=(r.scale_min, r.scale_max), ratio=(r.ratio_min, r.ratio_max), hflip=r.hflip,
+                           photometric=r.photometric, random_interpolation=r.random_interpolation,
+                           pad_crop=r.pad_crop, resize_only=r.resize_only, auto_augment=r.auto_augment,
+                           random_erasing=r.random_erasing)
+        return build_train_transform(aug, self.preprocess, self.img_size)
 
     def build_model(self) -> None:
         """The network (from `weights` when given, with a new head if the recipe asks), the optimizer,
@@ -386,6 +394,13 @@ class Trainer:
                                    self.batches_per_epoch, self.img_size, self.options.workers, self.device)
         self.budget.check_first_epoch(epoch_s)
         fit_schedule(self.recipe, self.budget.epochs_for(0, epoch_s))
+        if self.recipe.name == AUTO_RECIPE and fit_regularisation(self.recipe):
+            # Fewer epochs than the auto plan assumed: lighter augmentation and mixing (before any is drawn).
+            self.data.train.transform = self.train_transform()
+            self.mixer = build_mixer(self.recipe, len(self.class_names))
+            r = self.recipe
+            self.log.log(f"budget: a short run, lighter regularisation: mix_prob {r.mix_prob:.2f}, random_erasing "
+                         f"{r.random_erasing:.2f}, auto_augment {r.auto_augment}")
         self.log.log(f"budget {self.options.budget_s:g}s: about {epoch_s:.1f}s an epoch (measured before "
                      f"training) -> {self.recipe.epochs} epochs; set again after each epoch from measured times")
 
