@@ -15,7 +15,7 @@ from inceptionnet.engine.losses import AuxLoss
 from inceptionnet.engine.mixing import build_mixer
 from inceptionnet.engine.train import Trainer
 from inceptionnet.recipes import Recipe
-from inceptionnet.recipes_auto import auto_model, plan_auto
+from inceptionnet.recipes_auto import auto_model, fit_regularisation, plan_auto
 from inceptionnet.train_api import prepare_run
 
 
@@ -75,6 +75,17 @@ def test_auto_fits_size_and_augmentation_to_the_data():
     assert small.img_size == 32 and small.pad_crop == 4 and "imbalance" in why
     paper, why = plan_auto(photos, "googlenet", 1600)
     assert paper.grad_clip > 0 and paper.lr < recipe.lr and "no batch norm" in why
+
+
+def test_a_short_run_gets_lighter_regularisation():
+    photos = DataSummary(images=2000, class_counts=(200,) * 10, typical_side=100, source="photos")
+    recipe, _ = plan_auto(photos, "googlenet_bn", 1600)
+    full = (recipe.mix_prob, recipe.random_erasing)
+    assert not fit_regularisation(recipe) and (recipe.mix_prob, recipe.random_erasing) == full
+    recipe.epochs = 3
+    assert fit_regularisation(recipe)
+    assert recipe.mix_prob == pytest.approx(0.3 * full[0]) and recipe.random_erasing == pytest.approx(0.3 * full[1])
+    assert recipe.auto_augment == "none"
 
 
 def test_auto_is_the_default_with_data_and_set_overrides_it(tmp_path):

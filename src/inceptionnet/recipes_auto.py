@@ -33,6 +33,8 @@ SIZE_STEP = 32
 FINETUNE_MIN_EPOCHS = 5
 # Images per class below which the augmentation and mixing are strongest.
 FEW_PER_CLASS = 500
+# Runs shorter than this (a tight --budget) cannot afford full mixing and erasing.
+SHORT_RUN_EPOCHS = 10
 
 
 def auto_model(summary: DataSummary, default: str) -> str:
@@ -74,6 +76,20 @@ def plan_auto(summary: DataSummary, model: str, train_images: int) -> tuple[Reci
            + ("" if has_bn else ", gradient clipping (no batch norm)")
            + (f", class-weighted loss ({summary.imbalance:.1f}x imbalance)" if summary.imbalance >= 3 else ""))
     return recipe, why
+
+
+def fit_regularisation(recipe: Recipe) -> bool:
+    """Lighten `recipe`'s regularisation when it runs fewer than SHORT_RUN_EPOCHS epochs (a tight budget): the
+    mixing and erasing probabilities shrink in proportion and TrivialAugment is dropped below half of them.
+    Returns whether anything changed."""
+    if recipe.epochs >= SHORT_RUN_EPOCHS:
+        return False
+    share = recipe.epochs / SHORT_RUN_EPOCHS
+    recipe.mix_prob *= share
+    recipe.random_erasing *= share
+    if recipe.epochs < SHORT_RUN_EPOCHS / 2:
+        recipe.auto_augment = "none"
+    return True
 
 
 def _input_size(side: int, spec, train_images: int) -> int:

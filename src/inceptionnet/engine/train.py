@@ -27,7 +27,8 @@ from ..errors import ConfigError, DataError, InceptionNetError, WeightsError
 from ..fast import optimize
 from ..fileio import atomic_copy
 from ..models import Preprocess, create_model, get_spec
-from ..recipes import Recipe
+from ..recipes import AUTO_RECIPE, Recipe
+from ..recipes_auto import fit_regularisation
 from ..runtime import channels_last_default, training_precision
 from . import distributed as dist
 from .balance import class_counts, class_weights
@@ -202,7 +203,7 @@ class Trainer:
         from ..data.datasets import build_datasets
         from ..data.loaders import build_loader
         from ..data.memory import batched_augment, in_memory_datasets, in_memory_loaders
-        from ..data.transforms import TrainAugment, build_eval_transform, build_train_transform
+        from ..data.transforms import build_eval_transform
 
         r = self.recipe
         # Small images whose augmentation runs batched are decoded once and augmented on the device.
@@ -210,18 +211,13 @@ class Trainer:
         in_memory = None if augment is None else in_memory_datasets(
             self.options.data, self.options.val_split, self.options.seed, self.img_size, self.preprocess,
             self.options.strict)
-        aug = TrainAugment(scale=(r.scale_min, r.scale_max), ratio=(r.ratio_min, r.ratio_max), hflip=r.hflip,
-                           photometric=r.photometric, random_interpolation=r.random_interpolation,
-                           pad_crop=r.pad_crop, resize_only=r.resize_only, auto_augment=r.auto_augment,
-                           random_erasing=r.random_erasing)
         # The synthetic set may need generating: rank 0 first, then the others read it. Real folders are
         # scanned by all ranks at once (a long scan must not wait out the collective timeout).
         generate_first = self.options.data is None
         if generate_first and not self.ctx.is_main:
             dist.barrier()
         self.data = in_memory or build_datasets(
-            self.options.data, self.options.val_split, self.options.seed,
-            build_train_transform(aug, self.preprocess, self.img_size),
+            self.options.data, self.options.val_split, self.options.seed, self.train_transform(),
             build_eval_transform(self.preprocess, self.img_size), strict=self.options.strict)
         if generate_first and self.ctx.is_main:
             dist.barrier()
@@ -266,6 +262,17 @@ class Trainer:
         r = self.recipe
         self.batches_per_epoch = len(self.sampler.sampler) // plan.per_rank_batch
         self.steps_per_epoch = math.ceil(self.batches_per_epoch / r.accum_steps)
+
+    def train_transform(self):
+        """The training transform the recipe asks for (TrainAugment settings)."""
+        from ..data.transforms import TrainAugment, build_train_transform
+
+        r = self.recipe
+        aug = TrainAugment(scale=(r.scale_min, r.scale_max), ratio=(r.ratio_min, r.ratio_max), hflip=r.hflip,
+                           photometric=r.photometric, random_interpolation=r.random_interpolation,
+                           pad_crop=r.pad_crop, resize_only=r.resize_only, auto_augment=r.auto_augment,
+                           random_erasing=r.random_erasing)
+        return build_train_transform(aug, self.preprocess, self.img_size)
 
     def build_model(self) -> None:
         """The network (from `weights` when given, with a new head if the recipe asks), the optimizer,
@@ -456,6 +463,13 @@ class Trainer:
                                    self.batches_per_epoch, self.img_size, self.options.workers, self.device)
         self.budget.check_first_epoch(epoch_s)
         fit_schedule(self.recipe, self.budget.epochs_for(0, epoch_s))
+        if self.recipe.name == AUTO_RECIPE and fit_regularisation(self.recipe):
+            # Fewer epochs than the auto plan assumed: lighter augmentation and mixing (before any is drawn).
+            self.data.train.transform = self.train_transform()
+            self.mixer = build_mixer(self.recipe, len(self.class_names))
+            r = self.recipe
+            self.log.log(f"budget: a short run, lighter regularisation: mix_prob {r.mix_prob:.2f}, random_erasing "
+                         f"{r.random_erasing:.2f}, auto_augment {r.auto_augment}")
         self.log.log(f"budget {self.options.budget_s:g}s: about {epoch_s:.1f}s an epoch (measured before "
                      f"training) -> {self.recipe.epochs} epochs; set again after each epoch from measured times")
 
