@@ -52,8 +52,9 @@ def torchrun_train(*args, script: str | None = None) -> subprocess.CompletedProc
 @pytest.fixture(scope="module")
 def full_run(image_folder, tmp_path_factory):
     out = tmp_path_factory.mktemp("ddp") / "run"
-    proc = torchrun_train("--model", "inception_cifar", "--data", image_folder, "--epochs", 2, "--batch-size", 8,
-                          "--device", "cpu", "--out", out, "--save-every-steps", MID_STEP, script=__file__)
+    proc = torchrun_train("--model", "inception_cifar", "--recipe", "cifar", "--data", image_folder, "--epochs", 2,
+                          "--batch-size", 8, "--device", "cpu", "--out", out, "--save-every-steps", MID_STEP,
+                          script=__file__)
     return out, proc
 
 
@@ -120,8 +121,8 @@ def test_a_batch_unreadable_on_one_rank_is_skipped_by_all(image_folder, tmp_path
     broken = data / "train" / "class0" / "broken.png"
     broken.write_bytes(b"")
     out = tmp_path / "run"
-    torchrun_train("--model", "inception_cifar", "--data", data, "--epochs", 1, "--batch-size", 2, "--device", "cpu",
-                   "--out", out, "--quiet")
+    torchrun_train("--model", "inception_cifar", "--recipe", "cifar", "--data", data, "--epochs", 1, "--batch-size", 2,
+                   "--device", "cpu", "--out", out, "--quiet")
     report = json.loads((out / "report.json").read_text())
     assert report["skipped_count"] == 1 and report["skipped"][0]["path"] == str(broken)
     # The steps where either rank draws the broken file (index 8: after class0's 0.png..7.png), in the
