@@ -70,6 +70,7 @@ def write_colour_batches(root, rows: int = 24) -> None:
     (folder / "batches.meta").write_bytes(pickle.dumps(meta, protocol=2))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("recipe", ["tf-course", "cifar-fast"])
 def test_short_run_on_cifar_batches_learns_in_memory(tmp_path, recipe):
     """The recipes' settings (batched augmentation, EMA, label smoothing) on the small Inception10, in fp32."""
