@@ -128,7 +128,11 @@ class InceptionCifarFast(InceptionClassifier):
 
     def forward_head(self, x: Tensor, with_aux: bool) -> tuple[Tensor, list[Tensor]]:
         if self.flip_tta and not self.training:
-            return 0.5 * (self.logits(x) + self.logits(x.flip(-1))), []
+            # One pass over the image and its mirror side by side: each layer runs once (graph passes and
+            # exporters expect that), and eval-mode BN makes the halves independent.
+            both = self.logits(torch.cat([x, x.flip(-1)]))
+            n = x.shape[0]
+            return 0.5 * (both[:n] + both[n:]), []
         return self.logits(x), []
 
 
