@@ -119,11 +119,17 @@ class InceptionCifarFast(InceptionClassifier):
         self.pool = nn.AdaptiveMaxPool2d(1)
         self.fc = nn.Linear(in_ch, num_classes)
         self.flip_tta = flip_tta
+        # Stages: the patch stem (32 -> 31), then each group (a 2x2 max-pool each: 15, 7, 3).
+        self.feature_info = stage_info(("stem", stem_ch, 1), *(
+            (f"groups.{i}", width, 2 ** (i + 1)) for i, width in enumerate(widths)))
         init_weights(self)
+
+    def feature_layers(self) -> list[tuple[str, nn.Module]]:
+        return [("stem", self.stem), *((f"groups.{i}", group) for i, group in enumerate(self.groups))]
 
     def logits(self, x: Tensor) -> Tensor:
         """(N, C, H, W) -> (N, num_classes), without test-time augmentation."""
-        x = self.pool(self.groups(self.stem(x)))
+        x = self.pool(self.forward_trunk(x)[0])
         return self.fc(torch.flatten(x, 1))
 
     def forward_head(self, x: Tensor, with_aux: bool) -> tuple[Tensor, list[Tensor]]:
