@@ -78,9 +78,14 @@ def _from_one_folder(
         class_names=scan.class_names,
         skipped=scan.skipped,
         source=f"{root}, split {1 - val_split:g}/{val_split:g} with seed {seed}",
-        notes=[f"class {scan.class_names[label]} has a single image: kept in train, none of it in validation"
-               for label in single_sample_classes(scan.samples)],
+        notes=single_image_notes(scan.samples, scan.class_names),
     )
+
+
+def single_image_notes(samples: list[Sample], class_names: list[str]) -> list[str]:
+    """One warning per class of `samples` with a single image: the split keeps it in train."""
+    return [f"class {class_names[label]} has a single image: kept in train, none of it in validation"
+            for label in single_sample_classes(samples)]
 
 
 def build_datasets(

@@ -30,7 +30,7 @@ from ..errors import DataError
 from ..models.registry import Preprocess
 from ..recipes import Recipe
 from .cifar import cifar10_datasets, find_cifar10_root
-from .datasets import Datasets, _relabel
+from .datasets import Datasets, _relabel, single_image_notes
 from .folder import Batch, Sample, scan_image_folder, stratified_split
 from .images import BadImageError, decode_image, open_image, oriented_size
 from .transforms import to_model_input
@@ -255,7 +255,7 @@ def in_memory_datasets(data: str | os.PathLike | None, val_split: float, seed: i
     splits = _folder_splits(root, val_split, seed)
     if splits is None:
         return None
-    names, samples, skipped, source = splits
+    names, samples, skipped, source, notes = splits
     if not is_small_folder(samples["train"]):
         return None
     decoded = {}
@@ -264,11 +264,12 @@ def in_memory_datasets(data: str | os.PathLike | None, val_split: float, seed: i
         skipped = skipped + bad
     if len(decoded["train"]) == 0:
         raise DataError(f"no readable image in {root}")
-    return Datasets(decoded["train"], decoded["val"], decoded.get("test"), names, skipped, source + ", in memory")
+    return Datasets(decoded["train"], decoded["val"], decoded.get("test"), names, skipped, source + ", in memory",
+                    notes)
 
 
 def _folder_splits(root: Path, val_split: float, seed: int):
-    """(class names, {split: samples}, skipped, source) for the folder layouts `in_memory_datasets` takes."""
+    """(class names, {split: samples}, skipped, source, notes) for the folder layouts `in_memory_datasets` takes."""
     if (root / "train").is_dir() and ((root / "val").is_dir() or (root / "test").is_dir()):
         train = scan_image_folder(root / "train")
         names, skipped = train.class_names, list(train.skipped)
@@ -280,10 +281,11 @@ def _folder_splits(root: Path, val_split: float, seed: int):
                 skipped += scan.skipped
         if "val" not in samples:
             samples["val"] = samples.pop("test")
-            return names, samples, skipped, f"train/test folders in {root} (validation = test)"
-        return names, samples, skipped, f"train/val folders in {root}"
+            return names, samples, skipped, f"train/test folders in {root} (validation = test)", []
+        return names, samples, skipped, f"train/val folders in {root}", []
     scan = scan_image_folder(root)
     train, val = stratified_split(scan.samples, val_split, seed)
     source = f"{root}, split {1 - val_split:g}/{val_split:g} with seed {seed}"
-    return scan.class_names, {"train": train, "val": val}, list(scan.skipped), source
+    notes = single_image_notes(scan.samples, scan.class_names)
+    return scan.class_names, {"train": train, "val": val}, list(scan.skipped), source, notes
 
