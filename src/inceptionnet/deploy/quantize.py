@@ -117,7 +117,10 @@ def quantize(checkpoint: str | os.PathLike, calib: str | os.PathLike, out: str |
         if meta["precision"] != "fp32":
             raise ConfigError(f"{checkpoint} is already {meta['precision']}; quantize the fp32 model")
         fp32 = OnnxModel(fp32_path)
-        reader = FolderCalibration(files, Preprocess.from_dict(meta["preprocess"]), fp32.input_name)
+        # The histogram calibrators (percentile, entropy) stack every batch's activations into one array, so
+        # their batches must all have one shape: one image each.
+        reader = FolderCalibration(files, Preprocess.from_dict(meta["preprocess"]), fp32.input_name,
+                                   batch_size=16 if method == "minmax" else 1)
         # onnxruntime's recommended preparation (shape inference, graph optimisation): ~5 % faster int8 here.
         prepared = Path(tmp) / "prepared.onnx"
         quant_pre_process(str(fp32_path), str(prepared))
