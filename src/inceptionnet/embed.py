@@ -12,8 +12,9 @@ import numpy as np
 import torch
 
 from .errors import DataError
-from .evaluate.ensemble import load_member, resolve_device
+from .evaluate.ensemble import load_member
 from .fileio import atomic_write
+from .runtime import resolve_device
 
 
 def embed_images(checkpoint: str | os.PathLike, inputs: str | os.PathLike, device: str | None = None,

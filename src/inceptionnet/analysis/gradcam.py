@@ -9,6 +9,7 @@ upsampled to the input and normalised to [0, 1] per image.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -61,7 +62,7 @@ class GradCAM:
         """
         watch = _FinalFeatureMap()
         try:
-            with torch.enable_grad():
+            with torch.enable_grad(), _without_flip_tta(self.model):
                 with watch:
                     logits = self.model(x.detach().clone().requires_grad_(True))
                 chosen = logits.argmax(dim=1) if target is None else target.to(logits.device)
@@ -120,3 +121,17 @@ def save_overlay(image: Image.Image, heatmap: Tensor, path: str | os.PathLike) -
     path.parent.mkdir(parents=True, exist_ok=True)
     overlay(image, heatmap).save(path, format="PNG")
     return path
+
+
+@contextlib.contextmanager
+def _without_flip_tta(model: nn.Module):
+    """A model that averages each image with its mirror (`flip_tta`) runs without it: the map explains the
+    image itself, and the feature map then holds one entry per image."""
+    tta = getattr(model, "flip_tta", False)
+    if tta:
+        model.flip_tta = False
+    try:
+        yield
+    finally:
+        if tta:
+            model.flip_tta = True
