@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 
 import torch
 
+from inceptionnet.runtime import native_bf16
+
 
 def add_common_args(parser: argparse.ArgumentParser, default_rounds: int = 5) -> None:
     """Options shared by every bench script: rounds, batch size, threads."""
@@ -50,15 +52,9 @@ def machine_header() -> str:
         timm_version = "not installed"
     return (f"date: {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC\n"
             f"cpu: {cpu_model()}, {os.cpu_count()} cores, torch threads {torch.get_num_threads()}, "
-            f"capability {torch.backends.cpu.get_cpu_capability()}, bf16 hardware: {has_bf16_hardware()}\n"
+            f"capability {torch.backends.cpu.get_cpu_capability()}, bf16 hardware: {native_bf16('cpu')}\n"
             f"torch {torch.__version__}, torchvision {torchvision.__version__}, timm {timm_version}")
 
-
-def has_bf16_hardware() -> bool:
-    """True when oneDNN has native bf16 instructions here (AVX512-BF16 or AMX)."""
-    from inceptionnet.runtime import native_bf16
-
-    return native_bf16("cpu")
 
 
 def count_flops(fn: Callable[[], object]) -> int:

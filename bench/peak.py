@@ -12,7 +12,8 @@ import statistics
 
 import torch
 
-from common import has_bf16_hardware, machine_header, time_once
+from common import machine_header, time_once
+from inceptionnet.runtime import native_bf16
 
 
 def measure_peak(dtype: torch.dtype, size: int = 2048, rounds: int = 7) -> float:
@@ -27,7 +28,7 @@ def measure_peak(dtype: torch.dtype, size: int = 2048, rounds: int = 7) -> float
 
 def bf16_size(size: int) -> int:
     """Without bf16 hardware, torch.mm in bf16 runs a scalar fallback (~0.2 GFLOP/s): keep it to 512^3."""
-    return size if has_bf16_hardware() else min(size, 512)
+    return size if native_bf16("cpu") else min(size, 512)
 
 
 def main() -> None:
@@ -43,7 +44,7 @@ def main() -> None:
         size = bf16_size(args.size) if dtype == torch.bfloat16 else args.size
         print(f"GEMM peak {str(dtype):15s} {measure_peak(dtype, size, args.rounds):8.1f} GFLOP/s "
               f"(mm {size}^3, median of {args.rounds})")
-    if not has_bf16_hardware():
+    if not native_bf16("cpu"):
         print("no native bf16 instructions here: bf16 matmuls take a slow fallback path (emulated peak)")
 
 
