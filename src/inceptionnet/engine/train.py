@@ -473,11 +473,18 @@ class Trainer:
         self.log.log(f"budget {self.options.budget_s:g}s: about {epoch_s:.1f}s an epoch (measured before "
                      f"training) -> {self.recipe.epochs} epochs; set again after each epoch from measured times")
 
-    def budget_loss(self, model: nn.Module, images: Tensor, targets: Tensor) -> Tensor:
-        """The training loss of `model` on one batch, as `forward_backward` computes it (for step timing)."""
+    def training_loss(self, model: nn.Module, images: Tensor, targets: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """(loss with the aux heads' terms, main-head loss, logits) of `model` on one (N, C, H, W) batch under the
+        run's precision; `targets` are (N,) labels or (N, classes) soft targets. The training step and the
+        budget's step timing both use it."""
         with self.precision.autocast():
             logits, aux = model(images, with_aux=True) if self.aux_logits else (model(images), ())
-            return self.criterion(logits.float(), [a.float() for a in aux], targets)[0]
+            loss, main = self.criterion(logits.float(), [a.float() for a in aux], targets)
+        return loss, main, logits
+
+    def budget_loss(self, model: nn.Module, images: Tensor, targets: Tensor) -> Tensor:
+        """The training loss of `model` on one batch (for the budget's step timing)."""
+        return self.training_loss(model, images, targets)[0]
 
     def replan_budget(self, epoch_s: float) -> None:
         """After each epoch, set the epochs again from the measured epoch times (`epoch_s`: the wall time of the
@@ -588,12 +595,7 @@ class Trainer:
             images = images.contiguous(memory_format=torch.channels_last)
         # Mixed batches train on soft targets; accuracy is still counted against each image's own label.
         images, soft_targets = self.mixer(images, targets) if self.mixer is not None else (images, targets)
-        with self.precision.autocast():
-            if self.aux_logits:
-                logits, aux = self.train_model(images, with_aux=True)
-            else:
-                logits, aux = self.train_model(images), ()
-            loss, main = self.criterion(logits.float(), [a.float() for a in aux], soft_targets)
+        loss, main, logits = self.training_loss(self.train_model, images, soft_targets)
         if not self.everywhere(bool(torch.isfinite(loss))):
             self.nonfinite_total += 1
             self.nonfinite_in_row += 1
