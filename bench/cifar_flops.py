@@ -24,7 +24,7 @@ from inceptionnet.engine.optim import build_optimizer
 from inceptionnet.fast import optimize
 from inceptionnet.models import create_model
 from inceptionnet.recipes import Recipe, get_recipe
-from inceptionnet.runtime import channels_last_default, training_precision
+from inceptionnet.runtime import channels_last_default, set_threads, training_precision
 
 
 def step_flops(model: torch.nn.Module, batch: int, size: int, label_smoothing: float) -> int:
@@ -79,7 +79,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, help="batch of the timed steps (the recipe's otherwise)")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
+    set_threads(args.threads)
     recipe = get_recipe(args.recipe)
     epochs = args.epochs or recipe.epochs
     model = create_model(args.model, num_classes=10)

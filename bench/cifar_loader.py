@@ -25,8 +25,8 @@ from inceptionnet.data.loaders import build_loader
 from inceptionnet.data.memory import BatchAugment, InMemoryLoader, in_memory_datasets
 from inceptionnet.data.transforms import TrainAugment, build_eval_transform, build_train_transform
 from inceptionnet.engine.distributed import TrainSampler
-from inceptionnet.engine.reproducibility import EpochTaggedSampler, SeededSamples
 from inceptionnet.models.compact import CIFAR_PREPROCESS
+from inceptionnet.runtime import set_threads
 
 BATCH = 128
 
@@ -36,9 +36,8 @@ def per_image_loader(data: str, workers: int):
     aug = TrainAugment(pad_crop=4, hflip=True)
     datasets = build_datasets(data, 0.2, 0, build_train_transform(aug, CIFAR_PREPROCESS, 32),
                               build_eval_transform(CIFAR_PREPROCESS, 32))
-    sampler = EpochTaggedSampler(TrainSampler(datasets.train, seed=0, num_replicas=1, rank=0))
-    return build_loader(SeededSamples(datasets.train, 0), BATCH, shuffle=False, workers=workers, seed=0,
-                        drop_last=True, sampler=sampler)
+    order = TrainSampler(datasets.train, seed=0, num_replicas=1, rank=0)
+    return build_loader(datasets.train, BATCH, workers=workers, seed=0, drop_last=True, order=order)
 
 
 def in_memory_loader(data: str) -> tuple[InMemoryLoader, float]:
@@ -68,7 +67,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
+    set_threads(args.threads)
     print(machine_header())
     memory, decode_s = in_memory_loader(args.data)
     print(f"in-memory: {len(memory.dataset)} images decoded once in {decode_s:.1f}s "

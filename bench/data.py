@@ -18,7 +18,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
 from PIL import Image
 from torch.utils.data import DataLoader
 from torchvision import datasets
@@ -28,6 +27,7 @@ from inceptionnet.data.folder import ImageDataset, scan_image_folder
 from inceptionnet.data.loaders import build_loader
 from inceptionnet.data.transforms import TrainAugment, TrainTransform, to_model_input
 from inceptionnet.models.registry import IMAGENET_MEAN, IMAGENET_STD, Preprocess
+from inceptionnet.runtime import set_threads
 
 BASELINE = "torchvision ImageFolder + PIL"
 
@@ -70,7 +70,7 @@ def torchvision_loader(root: Path, size: int, batch_size: int, workers: int) -> 
 def our_loader(root: Path, size: int, batch_size: int, workers: int, normalize: bool) -> DataLoader:
     transform = TrainTransform(TrainAugment(), Preprocess(), size, normalize=normalize)
     dataset = ImageDataset(scan_image_folder(root).samples, transform)
-    return build_loader(dataset, batch_size, shuffle=True, workers=workers, seed=0)
+    return build_loader(dataset, batch_size, workers=workers, seed=0, shuffle=True)
 
 
 def images_per_second(loader: DataLoader, normalize_batches: bool) -> float:
@@ -105,7 +105,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--size", type=int, default=224)
     args = parser.parse_args()
-    torch.set_num_threads(1)
+    set_threads(1)
 
     with tempfile.TemporaryDirectory(prefix="inceptionnet-bench-") as tmp:
         root = Path(tmp)

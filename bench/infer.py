@@ -31,6 +31,7 @@ from common import (
     warm_up,
 )
 from inceptionnet import optimize
+from inceptionnet.runtime import set_threads
 from pairs import PAIRS, ours
 from peak import bf16_size, measure_peak
 
@@ -131,7 +132,7 @@ def main() -> None:
     parser.add_argument("--profile", action="store_true", help="print a torch.profiler table of ours and the peer")
     args = parser.parse_args()
     args.configs = args.configs.split(",")
-    torch.set_num_threads(args.threads)
+    set_threads(args.threads)
     dtype = DTYPES[args.precision]
     peak = args.peak or measure_peak(dtype, bf16_size(2048) if dtype == torch.bfloat16 else 2048)
     print(machine_header())

@@ -13,7 +13,7 @@ import statistics
 import torch
 
 from common import machine_header, time_once
-from inceptionnet.runtime import native_bf16
+from inceptionnet.runtime import native_bf16, set_threads
 
 
 def measure_peak(dtype: torch.dtype, size: int = 2048, rounds: int = 7) -> float:
@@ -38,7 +38,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None)
     args = parser.parse_args()
     if args.threads:
-        torch.set_num_threads(args.threads)
+        set_threads(args.threads)
     print(machine_header())
     for dtype in (torch.float32, torch.bfloat16):
         size = bf16_size(args.size) if dtype == torch.bfloat16 else args.size

@@ -19,6 +19,7 @@ from torch import nn
 
 from common import Contender, add_common_args, alternate, machine_header, warm_up
 from inceptionnet import create_model, get_spec, optimize
+from inceptionnet.runtime import set_threads
 
 
 def inference_step(model: nn.Module, dtype: torch.dtype, x: torch.Tensor):
@@ -105,7 +106,7 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=None)
     args = parser.parse_args()
     if args.threads:
-        torch.set_num_threads(args.threads)
+        set_threads(args.threads)
     print(machine_header(), flush=True)
     speed(args) if args.command == "speed" else agreement(args)
 

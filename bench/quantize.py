@@ -25,6 +25,7 @@ from inceptionnet.deploy.quantize import quantize
 from inceptionnet.engine.checkpoint import load_checkpoint, model_from_checkpoint
 from inceptionnet.evaluate.runner import evaluate, training_data
 from inceptionnet.export import export
+from inceptionnet.runtime import set_threads
 
 
 def link_training_split(ckpt: dict, folder: Path) -> Path:
@@ -81,7 +82,7 @@ def main() -> None:
     parser.add_argument("--method", default="minmax", help="calibration method")
     parser.add_argument("--compile", action="store_true", help="also time torch.compile (slow to build)")
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
+    set_threads(args.threads)
     ckpt = load_checkpoint(args.checkpoint)
     with tempfile.TemporaryDirectory(prefix="bench-quantize-") as tmp:
         tmp = Path(tmp)

@@ -32,6 +32,7 @@ from common import (
 from inceptionnet import optimize
 from inceptionnet.engine.optim import build_optimizer
 from inceptionnet.recipes import get_recipe
+from inceptionnet.runtime import set_threads
 from pairs import PAIRS, ours
 from peak import measure_peak
 
@@ -116,7 +117,7 @@ def main() -> None:
     parser.add_argument("--peak", type=float, help="GEMM peak in GFLOP/s (default: measure it now with peak.py)")
     args = parser.parse_args()
     args.configs = args.configs.split(",")
-    torch.set_num_threads(args.threads)
+    set_threads(args.threads)
     peak = args.peak or measure_peak(torch.float32)
     print(machine_header())
     print(f"measured GEMM peak (fp32): {peak:.1f} GFLOP/s", flush=True)

@@ -140,7 +140,7 @@ def keep_mid_epoch_checkpoint() -> None:
 
     def spy(self) -> None:
         save_last(self)
-        if self.ctx.is_main and self.step == MID_STEP and self.batch_in_epoch:
+        if self.ctx.is_main and self.state.step == MID_STEP and self.state.batch_in_epoch:
             shutil.copyfile(self.run_dir / "last.pt", self.run_dir / "mid.pt")
 
     Trainer.save_last = spy

@@ -13,7 +13,7 @@ from inceptionnet import train
 from inceptionnet.cli import main
 from inceptionnet.engine.checkpoint import load_checkpoint
 from inceptionnet.engine.losses import AuxLoss
-from inceptionnet.engine.train import TrainingError
+from inceptionnet.errors import TrainingError
 
 
 def tiny_run(data: Path, out: Path, *extra: str) -> list[str]:
@@ -113,6 +113,18 @@ def test_unreadable_files_are_skipped_counted_and_fatal_with_strict(tmp_path, ca
     assert main(tiny_run(data, tmp_path / "strict", "--strict", "--set", "val_split=0.5")) == 2
     line = one_error_line(capsys)
     assert any(name in line for name in bad)
+
+
+@pytest.mark.slow
+def test_a_file_that_fails_in_a_loader_worker_is_reported_once_and_ends_a_strict_run(tmp_path, capsys):
+    data = make_image_folder(tmp_path / "data")
+    good = (data / "class2" / "0.png").read_bytes()
+    (data / "class2" / "cut.png").write_bytes(good[: len(good) // 2])
+    assert main(tiny_run(data, tmp_path / "run", "--val-split", "0.5", "--workers", "2")) == 0
+    assert capsys.readouterr().err.count("cut.png") == 1
+    assert (tmp_path / "run" / "log.txt").read_text().count("cut.png") == 1
+    assert main(tiny_run(data, tmp_path / "strict", "--strict", "--val-split", "0.5", "--workers", "2")) == 2
+    assert "cut.png" in one_error_line(capsys)
 
 
 @pytest.mark.slow

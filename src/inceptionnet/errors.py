@@ -19,3 +19,11 @@ class WeightsError(InceptionNetError):
 
 class InputSizeError(InceptionNetError, ValueError):
     """An input tensor with the wrong shape for the model (too small, wrong channel count)."""
+
+
+class TrainingError(InceptionNetError):
+    """Training cannot go on (for example the loss stayed non-finite for too many steps in a row)."""
+
+
+class PartialLoadWarning(UserWarning):
+    """Weights loaded only in part (`strict=False`): some keys were missing, unexpected or mis-shaped."""

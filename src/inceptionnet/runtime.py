@@ -1,4 +1,5 @@
-"""Where and how computation runs: the device, the precision policy, and the bf16 hardware check.
+"""Where and how computation runs: the device, the precision policy, the bf16 hardware check, threads and
+seeding (one function each).
 
 The precision policy, in one place, for training, evaluation, prediction, export and `optimize`:
 
@@ -16,11 +17,14 @@ The precision policy, in one place, for training, evaluation, prediction, export
 from __future__ import annotations
 
 import contextlib
+import os
+import random
 import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -35,6 +39,7 @@ MIN_SPEEDUP = 1.1
 # over tens of layers (random-init networks of the registry measured up to 0.043); fp16 keeps 11 bits;
 # fp32 reorderings (BN folding, merged convolutions) stay near float32 rounding.
 LOGIT_TOLERANCE = {"fp32": 1e-4, "bf16": 0.1, "fp16": 0.02}
+_MASK63 = (1 << 63) - 1
 
 
 def resolve_device(name: str | torch.device | None = None, local_rank: int | None = None) -> torch.device:
@@ -174,3 +179,38 @@ def choose_inference_precision(requested: str, device: torch.device, build: Call
         return Precision("bf16", device.type, f"auto: {ms32 / ms16:.2f}x fp32, same top-1", measured), bf16
     return Precision("fp32", device.type, f"auto: bf16 {ms32 / ms16:.2f}x fp32, top-1 agreement "
                                           f"{100 * agreement:.1f}%", measured), fp32
+
+
+# ---- threads and seeding ------------------------------------------------------------------------------------
+def set_threads(threads: int) -> None:
+    """Run torch's CPU kernels on `threads` threads (at least 1)."""
+    if threads < 1:
+        raise ConfigError(f"--threads must be at least 1, got {threads}")
+    torch.set_num_threads(threads)
+
+
+def mix_seed(*parts: int) -> int:
+    """A 63-bit seed from integers, different for (a, b) and (b, a) (splitmix-style mixing): the one way
+    seeds are derived (per rank, per epoch, per sample, per batch)."""
+    h = 0x9E3779B97F4A7C15
+    for part in parts:
+        h = (h ^ (int(part) + 0x9E3779B97F4A7C15 + (h << 6) + (h >> 2))) & _MASK63
+        h = (h * 0xBF58476D1CE4E5B9) & _MASK63
+        h ^= h >> 31
+    return h
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python's `random`, NumPy's global RNG and torch (CPU and every GPU) from one integer."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def set_deterministic(enabled: bool) -> None:
+    """Ask torch for deterministic kernels (and cuDNN without benchmarking) when `enabled`."""
+    if enabled:  # cuBLAS is only deterministic with a fixed workspace; must be set before its first use
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.use_deterministic_algorithms(enabled, warn_only=False)
+    torch.backends.cudnn.deterministic = enabled
+    torch.backends.cudnn.benchmark = not enabled

@@ -44,7 +44,7 @@ def _relabel(scan: FolderScan, class_names: list[str], folder: Path) -> list[Sam
     return [(path, index[scan.class_names[label]]) for path, label in scan.samples]
 
 
-def _from_split_folders(root: Path, train_transform: Transform, eval_transform: Transform, strict: bool) -> Datasets:
+def _from_split_folders(root: Path, train_transform: Transform, eval_transform: Transform) -> Datasets:
     train_scan = scan_image_folder(root / "train")
     names = train_scan.class_names
     # Without val/, the test split validates (as CIFAR-10's batches do) and there is no separate test split.
@@ -53,11 +53,11 @@ def _from_split_folders(root: Path, train_transform: Transform, eval_transform: 
     test_dataset, skipped = None, train_scan.skipped + val_scan.skipped
     if val_name == "val" and (root / "test").is_dir():
         test_scan = scan_image_folder(root / "test")
-        test_dataset = ImageDataset(_relabel(test_scan, names, root / "test"), eval_transform, strict)
+        test_dataset = ImageDataset(_relabel(test_scan, names, root / "test"), eval_transform)
         skipped += test_scan.skipped
     return Datasets(
-        train=ImageDataset(train_scan.samples, train_transform, strict),
-        val=ImageDataset(_relabel(val_scan, names, root / val_name), eval_transform, strict),
+        train=ImageDataset(train_scan.samples, train_transform),
+        val=ImageDataset(_relabel(val_scan, names, root / val_name), eval_transform),
         test=test_dataset,
         class_names=names,
         skipped=skipped,
@@ -67,13 +67,13 @@ def _from_split_folders(root: Path, train_transform: Transform, eval_transform: 
 
 
 def _from_one_folder(
-    root: Path, val_split: float, seed: int, train_transform: Transform, eval_transform: Transform, strict: bool
+    root: Path, val_split: float, seed: int, train_transform: Transform, eval_transform: Transform
 ) -> Datasets:
     scan = scan_image_folder(root)
     train, val = stratified_split(scan.samples, val_split, seed)
     return Datasets(
-        train=ImageDataset(train, train_transform, strict),
-        val=ImageDataset(val, eval_transform, strict),
+        train=ImageDataset(train, train_transform),
+        val=ImageDataset(val, eval_transform),
         test=None,
         class_names=scan.class_names,
         skipped=scan.skipped,
@@ -94,9 +94,8 @@ def build_datasets(
     seed: int,
     train_transform: Transform,
     eval_transform: Transform,
-    strict: bool = False,
 ) -> Datasets:
-    """Datasets for `--data`; items are `(tensor, label)` (or `SkippedSample` for a bad file unless `strict`).
+    """Datasets for `--data`; items are `(tensor, label)` (or `SkippedSample` for a bad file).
 
     - None: the embedded synthetic shapes set, split by `val_split` with `seed`;
     - a folder with `train/` and `val/` (and optionally `test/`) class folders: those; with `train/` and
@@ -106,7 +105,7 @@ def build_datasets(
     """
     if data is None:
         root = ensure_synthetic_dataset()
-        datasets = _from_one_folder(root, val_split, seed, train_transform, eval_transform, strict)
+        datasets = _from_one_folder(root, val_split, seed, train_transform, eval_transform)
         datasets.source = "synthetic shapes: " + datasets.source
         return datasets
     root = Path(data)
@@ -116,5 +115,5 @@ def build_datasets(
         train, test, names = cifar10_datasets(root, train_transform, eval_transform)
         return Datasets(train, test, None, names, [], f"CIFAR-10 in {root} (validation = test batch)")
     if (root / "train").is_dir() and ((root / "val").is_dir() or (root / "test").is_dir()):
-        return _from_split_folders(root, train_transform, eval_transform, strict)
-    return _from_one_folder(root, val_split, seed, train_transform, eval_transform, strict)
+        return _from_split_folders(root, train_transform, eval_transform)
+    return _from_one_folder(root, val_split, seed, train_transform, eval_transform)

@@ -1,12 +1,12 @@
 """Image folders (`root/<class>/<image>`): scanning, a stratified split, a dataset that skips bad files.
 
-A bad file never stops a run and is never silent: it is logged with its path and reason, handed to
-the engine through `Batch.skipped` (which survives worker processes), and counted in the report.
+A bad file never stops a run and is never silent: it is handed, with its path and reason, to whoever
+consumes the data (through `FolderScan.skipped`, or `Batch.skipped`, which survives worker processes),
+and that consumer reports it once: the trainer's log and report.json, eval's report, predict's stderr.
 """
 
 from __future__ import annotations
 
-import logging
 import os
 import random
 from collections import defaultdict
@@ -20,8 +20,6 @@ from torch.utils.data import Dataset, default_collate
 
 from ..errors import ConfigError, DataError
 from .images import BadImageError, load_image, open_image
-
-log = logging.getLogger("inceptionnet.data")
 
 IMAGE_EXTENSIONS = frozenset(
     {".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm", ".pbm"}
@@ -54,16 +52,6 @@ class Batch(NamedTuple):
     images: Tensor
     targets: Tensor
     skipped: list[tuple[str, str]]
-
-
-_warned: set[str] = set()
-
-
-def warn_skipped(path: str, reason: str) -> None:
-    """Log a skipped file once per process (every skip goes through here, so none is silent)."""
-    if path not in _warned:
-        _warned.add(path)
-        log.warning("skipping %s: %s", path, reason)
 
 
 def _class_folders(root: Path) -> list[Path]:
@@ -101,9 +89,7 @@ def scan_image_folder(root: str | os.PathLike) -> FolderScan:
             if path.suffix.lower() in IMAGE_EXTENSIONS:
                 images.append((str(path), label))
             else:
-                reason = f"not an image file extension ({path.suffix or 'none'})"
-                warn_skipped(str(path), reason)
-                skipped.append((str(path), reason))
+                skipped.append((str(path), f"not an image file extension ({path.suffix or 'none'})"))
         if not images:
             raise DataError(f"class folder {folder} has no image files ({', '.join(sorted(IMAGE_EXTENSIONS))})")
         samples.extend(images)
@@ -151,16 +137,16 @@ def _by_label(samples: Sequence[Sample]) -> dict[int, list[Sample]]:
 class ImageDataset(Dataset):
     """(path, label) samples decoded and transformed on access; items are `(tensor, label)`.
 
-    A file that cannot be decoded gives a `SkippedSample(path, reason)` (logged), which
-    `collate_skipping` drops from the batch and reports; with `strict=True` it raises `BadImageError`.
+    A file that cannot be decoded gives a `SkippedSample(path, reason)`, which `collate_skipping` moves
+    into `Batch.skipped`: nothing is raised inside a loader worker, and whoever consumes the batches
+    reports each skipped file once (and stops on it under `--strict`).
     A transform with `takes_lazy_image = True` (ours) receives the header-only image from `open_image`
     and decodes it itself (so it can decode JPEGs at reduced size); any other gets a decoded RGB image.
     """
 
-    def __init__(self, samples: Sequence[Sample], transform: Callable[[Any], Tensor], strict: bool = False) -> None:
+    def __init__(self, samples: Sequence[Sample], transform: Callable[[Any], Tensor]) -> None:
         self.samples = list(samples)
         self.transform = transform
-        self.strict = strict
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -173,9 +159,6 @@ class ImageDataset(Dataset):
                     return self.transform(img), label
             return self.transform(load_image(path)), label
         except BadImageError as e:
-            if self.strict:
-                raise
-            warn_skipped(e.path, e.reason)
             return SkippedSample(e.path, e.reason)
 
 

@@ -1,85 +1,79 @@
-"""DataLoaders with seeded order and seeded augmentation per (seed, epoch, worker, rank).
+"""DataLoaders whose order and augmentation are a function of (seed, epoch, index): the one
+reproducibility layer of the data.
 
-Workers are persistent, so they are not restarted (and re-seeded by torch) each epoch. Instead the
-sampler tags every index with its epoch and each worker re-seeds Python, NumPy and torch the first
-time it sees a new epoch. A run therefore repeats exactly for a given seed and worker count, and a
-run resumed at epoch k draws what an uninterrupted one would have.
+`EpochSampler` tags every index with its epoch; `SeededSamples` runs each item with Python, NumPy
+and torch seeded from (seed, epoch, index). An image's augmentation therefore does not depend on
+the worker that loads it, on the number of workers or on the items before it: a run repeats exactly
+for a given seed, and a run resumed at epoch k (or inside it, with `set_epoch(epoch, skip)`) draws
+what an uninterrupted one would have.
 """
 
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator, Sized
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 import torch
-import torch.distributed as dist
-from torch.utils.data import DataLoader, Dataset, Sampler, get_worker_info
+from torch.utils.data import DataLoader, Dataset, Sampler
 
+from ..runtime import mix_seed
 from .folder import collate_skipping
 
 
-def derive_seed(*keys: int) -> int:
-    """A well-mixed 63-bit seed from several integers (seed, epoch, worker, rank...)."""
-    return int(np.random.SeedSequence(list(keys)).generate_state(1, dtype=np.uint64)[0] >> 1)
-
-
-def seed_everything(seed: int) -> None:
-    """Seed Python's `random`, NumPy's global RNG and torch (CPU and every GPU) from one integer."""
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-
-
 class EpochSampler(Sampler):
-    """Yields `(epoch, index)`: the indices of `sampler`, or a seeded permutation, or 0..n-1 in order.
+    """Yields `(epoch, index)` for the indices of `order`, or of a seeded permutation of `size` (`shuffle`),
+    or of 0..size-1.
 
-    The epoch advances by one per pass unless `set_epoch` says otherwise; a sampler with its own
-    `set_epoch` (DistributedSampler) is told the epoch too.
+    `set_epoch(epoch, skip)` selects the pass (and tells `order` when it has `set_epoch`, as the training
+    sampler does, which also drops its first `skip` indices); without it, each pass takes the next epoch.
     """
 
-    def __init__(self, size: int, shuffle: bool, seed: int, sampler: Sampler | None = None) -> None:
+    def __init__(self, size: int, shuffle: bool = False, seed: int = 0, order: Sampler | None = None) -> None:
         self.size = size
         self.shuffle = shuffle
         self.seed = seed
-        self.sampler = sampler
+        self.order = order
         self.epoch = 0
+        self._announced = False
 
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
+    def set_epoch(self, epoch: int, skip: int = 0) -> None:
+        """The next pass is epoch `epoch`; an `order` that can resume leaves out its first `skip` indices."""
+        self.epoch, self._announced = epoch, True
+        if hasattr(self.order, "set_epoch"):
+            self.order.set_epoch(epoch, skip) if skip else self.order.set_epoch(epoch)
+        elif skip:
+            raise ValueError("this sampler cannot resume inside an epoch")
 
     def __len__(self) -> int:
-        return len(self.sampler) if isinstance(self.sampler, Sized) else self.size
+        return len(self.order) if self.order is not None else self.size
 
     def __iter__(self) -> Iterator[tuple[int, int]]:
-        # A generator, so the epoch is taken when iteration starts, not when an iterator is created.
-        epoch = self.epoch
+        # A generator: the epoch is taken when iteration starts, not when an iterator is created.
+        if not self._announced:
+            self.set_epoch(self.epoch)
+        epoch, self._announced = self.epoch, False
         self.epoch += 1
-        if self.sampler is not None:
-            if hasattr(self.sampler, "set_epoch"):
-                self.sampler.set_epoch(epoch)
-            order = list(self.sampler)
+        if self.order is not None:
+            indices = list(self.order)
         elif self.shuffle:
-            generator = torch.Generator().manual_seed(derive_seed(self.seed, epoch))
-            order = torch.randperm(self.size, generator=generator).tolist()
+            indices = torch.randperm(self.size, generator=torch.Generator().manual_seed(mix_seed(self.seed, epoch)))
+            indices = indices.tolist()
         else:
-            order = list(range(self.size))
-        for index in order:
+            indices = range(self.size)
+        for index in indices:
             yield epoch, index
 
 
-class EpochSeededDataset(Dataset):
-    """Wraps a dataset for `EpochSampler` keys; in a worker, re-seeds at each new epoch.
+class SeededSamples(Dataset):
+    """Wraps a dataset so that item `(epoch, index)` runs with torch, NumPy and Python `random` seeded from
+    (seed, epoch, index); the caller's generator states are put back afterwards, so loading in the main
+    process does not disturb the training randomness (dropout). Other attributes come from the dataset."""
 
-    Attributes not found here (samples, classes...) are read from the wrapped dataset.
-    """
-
-    def __init__(self, dataset: Dataset, seed: int, rank: int) -> None:
+    def __init__(self, dataset: Dataset, seed: int) -> None:
         self.dataset = dataset
         self.seed = seed
-        self.rank = rank
-        self._seeded_epoch: int | None = None
 
     def __len__(self) -> int:
         return len(self.dataset)
@@ -93,40 +87,48 @@ class EpochSeededDataset(Dataset):
 
     def __getitem__(self, key: tuple[int, int]) -> Any:
         epoch, index = key
-        worker = get_worker_info()
-        if worker is not None and epoch != self._seeded_epoch:
-            seed_everything(derive_seed(self.seed, epoch, worker.id, self.rank))
-            self._seeded_epoch = epoch
-        return self.dataset[index]
+        sample_seed = mix_seed(self.seed, epoch, index)
+        saved = torch.get_rng_state(), random.getstate(), np.random.get_state()
+        try:
+            # The CPU generator only: torch.manual_seed also queues a seed for every lazily initialised
+            # accelerator, recording a stack trace each time (about 1 ms, most of a small image's load time).
+            torch.default_generator.manual_seed(sample_seed)
+            random.seed(sample_seed)
+            np.random.seed(sample_seed % 2**32)
+            return self.dataset[index]
+        finally:
+            torch.set_rng_state(saved[0])
+            random.setstate(saved[1])
+            np.random.set_state(saved[2])
 
 
 class EpochLoader(DataLoader):
-    """A DataLoader whose `set_epoch(epoch)` fixes the order and augmentation seeds of the next pass."""
+    """A DataLoader whose `set_epoch(epoch, skip)` fixes the order and augmentation seeds of the next pass."""
 
-    def set_epoch(self, epoch: int) -> None:
-        self.sampler.set_epoch(epoch)
+    def set_epoch(self, epoch: int, skip: int = 0) -> None:
+        """See `EpochSampler.set_epoch`."""
+        self.sampler.set_epoch(epoch, skip)
 
 
 def build_loader(
     dataset: Dataset,
     batch_size: int,
-    shuffle: bool,
     workers: int,
     seed: int,
+    shuffle: bool = False,
     drop_last: bool = False,
-    sampler: Sampler | None = None,
+    order: Sampler | None = None,
 ) -> EpochLoader:
     """A loader of `Batch(images (N, C, H, W), targets (N,), skipped)` over `dataset`.
 
-    `shuffle` draws a new seeded permutation each epoch (ignored when `sampler` is given, e.g. a
-    DistributedSampler). Workers are persistent and seeded from (seed, epoch, worker id, rank);
-    memory is pinned when CUDA is available.
+    The indices come from `order` (for example the distributed training sampler) or, with `shuffle`, from a
+    permutation seeded by (seed, epoch), else in order. Each item is seeded from (seed, epoch, index).
+    Workers are persistent; memory is pinned when CUDA is available.
     """
-    rank = dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
     return EpochLoader(
-        EpochSeededDataset(dataset, seed, rank),
+        SeededSamples(dataset, seed),
         batch_size=batch_size,
-        sampler=EpochSampler(len(dataset), shuffle, seed, sampler),
+        sampler=EpochSampler(len(dataset), shuffle, seed, order),
         num_workers=workers,
         collate_fn=collate_skipping,
         pin_memory=torch.cuda.is_available(),

@@ -25,10 +25,10 @@ from torch import Tensor
 from torch.utils.data import Dataset, Sampler
 from torchvision.transforms.v2 import functional as F
 
-from ..engine.reproducibility import mix_seed
 from ..errors import DataError
 from ..models.registry import Preprocess
 from ..recipes import Recipe
+from ..runtime import mix_seed
 from .cifar import cifar10_datasets, find_cifar10_root
 from .datasets import Datasets, _relabel, single_image_notes
 from .folder import Batch, Sample, scan_image_folder, stratified_split
@@ -133,11 +133,12 @@ class InMemoryLoader:
         self.images = dataset.images.to(self.device)
         self.targets = dataset.targets.to(self.device)
 
-    def set_epoch(self, epoch: int) -> None:
-        """Select the order and augmentation of the next pass (a sampler keeps its resume position)."""
+    def set_epoch(self, epoch: int, skip: int = 0) -> None:
+        """Select the order and augmentation of the next pass; a resuming sampler leaves out its first `skip`
+        indices."""
         self.epoch = epoch
         if hasattr(self.sampler, "set_epoch"):
-            self.sampler.set_epoch(epoch)
+            self.sampler.set_epoch(epoch, skip) if skip else self.sampler.set_epoch(epoch)
 
     def __len__(self) -> int:
         n = len(self.sampler)
@@ -185,19 +186,16 @@ def _decode_file(path: str, size: int, square: bool, interpolation: F.Interpolat
     return image
 
 
-def decode_samples(samples: list[Sample], size: int, square: bool, preprocess: Preprocess,
-                   strict: bool) -> tuple[TensorImages, list[tuple[str, str]]]:
+def decode_samples(samples: list[Sample], size: int, square: bool,
+                   preprocess: Preprocess) -> tuple[TensorImages, list[tuple[str, str]]]:
     """Decode every (path, label) once into a `TensorImages` of uint8 (N, 3, size, size), in threads (the
-    decoders release the GIL). Unreadable files are left out and returned as (path, reason), or raise
-    `BadImageError` with `strict`."""
+    decoders release the GIL). Unreadable files are left out and returned as (path, reason)."""
     interpolation = F.InterpolationMode(preprocess.interpolation if preprocess.interpolation != "area" else "box")
 
     def decode(sample: Sample) -> Tensor | BadImageError:
         try:
             return _decode_file(str(sample[0]), size, square, interpolation)
         except BadImageError as e:
-            if strict:
-                raise
             return e
 
     with ThreadPoolExecutor(max(1, min(8, os.cpu_count() or 1))) as pool:
@@ -238,7 +236,7 @@ def _cifar_batches(root: Path, size: int) -> tuple[TensorImages, TensorImages, l
 
 
 def in_memory_datasets(data: str | os.PathLike | None, val_split: float, seed: int, size: int,
-                       preprocess: Preprocess, strict: bool = False) -> Datasets | None:
+                       preprocess: Preprocess) -> Datasets | None:
     """`Datasets` of `TensorImages` (uint8 (N, 3, size, size)) when `data` is small, else None.
 
     Small: CIFAR-10 batches (validation = the test batch), or folders of images at most SMALL_SIDE pixels a
@@ -260,7 +258,7 @@ def in_memory_datasets(data: str | os.PathLike | None, val_split: float, seed: i
         return None
     decoded = {}
     for split, items in samples.items():
-        decoded[split], bad = decode_samples(items, size, split == "train", preprocess, strict)
+        decoded[split], bad = decode_samples(items, size, split == "train", preprocess)
         skipped = skipped + bad
     if len(decoded["train"]) == 0:
         raise DataError(f"no readable image in {root}")

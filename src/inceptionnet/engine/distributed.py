@@ -29,7 +29,7 @@ from torch import Tensor, nn
 from torch.utils.data import Dataset, DistributedSampler, Sampler
 
 from ..errors import ConfigError
-from ..runtime import resolve_device
+from ..runtime import mix_seed, resolve_device
 
 # A rank that stops answering (crashed, killed, stuck) makes the others' collectives fail after this many
 # seconds instead of hanging forever. torchrun's agent also tears the group down when a worker exits.
@@ -174,6 +174,15 @@ def all_reduce_sum(values: Tensor | Sequence[float]) -> Tensor:
     return out
 
 
+def on_every_rank(ok: bool) -> bool:
+    """Whether `ok` holds on every rank. Under DDP all ranks must skip a batch together (empty or with a
+    non-finite loss on any rank): the ranks that ran backward would otherwise wait for the gradients of
+    one that skipped, and their collectives would no longer pair up."""
+    if not _active():
+        return ok
+    return bool(all_reduce_sum([float(not ok)])[0] == 0)
+
+
 def all_gather_objects(obj: Any) -> list[Any]:
     """The `obj` of every rank, in rank order (picklable objects, e.g. lists of skipped files)."""
     if not _active():
@@ -197,7 +206,8 @@ def rank_seed(seed: int, rank: int | None = None) -> int:
 
     The data order must NOT use it: the training sampler takes the shared `seed` on every rank.
     """
-    return seed + 100_003 * (get_rank() if rank is None else rank)
+    rank = get_rank() if rank is None else rank
+    return seed if rank == 0 else mix_seed(seed, rank)
 
 
 # ---- model wrapping ---------------------------------------------------------------------------------------

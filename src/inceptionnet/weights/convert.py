@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from ..errors import WeightsError
+from ..errors import PartialLoadWarning, WeightsError
 from ..fileio import atomic_write
 
 SOURCES = ("inceptionnet", "torchvision", "timm", "cadene")
@@ -156,7 +156,7 @@ def load_state_dict(model: nn.Module, state_dict: dict[str, Tensor], source: str
         warnings.warn(f"aux head(s) {', '.join(report.random_aux)} keep random weights: {origin} has none "
                       "for them", stacklevel=2)
     if not strict and not report.ok:
-        warnings.warn(f"partial load from {origin}: {report.describe()}", stacklevel=2)
+        warnings.warn(f"partial load from {origin}: {report.describe()}", PartialLoadWarning, stacklevel=2)
     return report
 
 
