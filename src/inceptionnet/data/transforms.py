@@ -247,6 +247,12 @@ def _interpolation_mode(name: str) -> InterpolationMode:
     return InterpolationMode("box" if name == "area" else name)
 
 
+def eval_resize_size(input_size: int, crop_pct: float) -> int:
+    """Shorter side before the centre crop: `input_size / crop_pct` rounded down (timm's convention); the
+    epsilon keeps 299 / (299 / 342) at 342."""
+    return int(math.floor(input_size / crop_pct + 1e-6))
+
+
 class EvalTransform:
     """Resize the shorter side to img_size / crop_pct, centre crop img_size: PIL image -> model input.
 
@@ -259,8 +265,7 @@ class EvalTransform:
     def __init__(self, preprocess: Preprocess, img_size: int | None = None) -> None:
         self.preprocess = preprocess
         self.img_size = img_size or preprocess.input_size
-        # floor as timm does; the epsilon keeps 299 / (299 / 342) at 342.
-        self.resize_size = math.floor(self.img_size / preprocess.crop_pct + 1e-6)
+        self.resize_size = eval_resize_size(self.img_size, preprocess.crop_pct)
         self.interpolation = _interpolation_mode(preprocess.interpolation)
 
     def __call__(self, img: Image.Image) -> Tensor:

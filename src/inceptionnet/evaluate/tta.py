@@ -7,7 +7,6 @@ the model-ready (K, C, S, S) batch of one image's crops.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -16,7 +15,7 @@ from PIL import Image
 from torch import Tensor
 from torchvision.transforms import functional as TF
 
-from ..data.transforms import resample_filter
+from ..data.transforms import eval_resize_size, resample_filter
 from ..errors import ConfigError
 from ..models.registry import Preprocess
 
@@ -48,12 +47,6 @@ def check_mode(mode: str) -> str:
 def crops_per_image(mode: str) -> int:
     """How many crops `mode` takes from each image: 1, 10 or 144."""
     return {"center": 1, "10crop": 10, "144crop": 144}[check_mode(mode)]
-
-
-def eval_resize_size(input_size: int, crop_pct: float) -> int:
-    """Shorter side before the centre crop: `input_size / crop_pct` rounded down (timm's convention), with
-    the same epsilon as the evaluation transform so that 299 / (299 / 342) stays 342."""
-    return int(math.floor(input_size / crop_pct + 1e-6))
 
 
 def resized_shape(height: int, width: int, short_side: int) -> tuple[int, int]:
