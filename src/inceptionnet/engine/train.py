@@ -14,7 +14,6 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,10 +21,10 @@ from typing import Any
 
 from torch import Tensor, nn
 
-from ..errors import ConfigError, DataError, PartialLoadWarning, WeightsError
+from ..errors import ConfigError, DataError
 from ..fast import optimize
 from ..fileio import atomic_copy
-from ..models import Preprocess, create_model, get_spec
+from ..models import create_model, get_spec
 from ..recipes import AUTO_RECIPE, Recipe
 from ..recipes_auto import fit_regularisation
 from ..runtime import channels_last_default, mix_seed, seed_everything, set_deterministic, training_precision
@@ -41,6 +40,7 @@ from .mixing import build_mixer
 from .optim import build_optimizer, build_scheduler
 from .reproducibility import restore_rng_state, rng_state
 from .runlog import RunLogger
+from .start_weights import load_start_weights, start_model_kwargs, start_preprocess
 from .state import EpochStats, RunState
 
 # Validation images kept in memory after their first pass when they take at most this much (as float32).
@@ -137,7 +137,7 @@ class Trainer:
         self.aux_logits = bool(self.spec.aux_heads) and (
             self.spec.aux_default if recipe.aux_logits is None else recipe.aux_logits)
         self.aux_weight = self.spec.aux_weight if recipe.aux_weight is None else recipe.aux_weight
-        self.preprocess = dataclasses.replace(self.start_preprocess(), input_size=self.img_size)
+        self.preprocess = dataclasses.replace(start_preprocess(self.spec, options.weights), input_size=self.img_size)
         self.precision = training_precision(recipe.precision, self.device)
         self.channels_last = channels_last_default(self.device) if recipe.channels_last is None \
             else recipe.channels_last
@@ -156,15 +156,6 @@ class Trainer:
         self.val_recall: list[float] = []
 
     # ---- setup ------------------------------------------------------------------------------------------
-    def start_preprocess(self) -> Preprocess:
-        """The model's preprocessing, or that of the published weights it starts from (their mean/std,
-        range and channel order are what the weights expect)."""
-        from ..weights import get_weights, is_weights_tag
-
-        if self.options.weights and is_weights_tag(self.options.weights):
-            return get_weights(self.options.weights).preprocess
-        return self.spec.preprocess
-
     def build_data(self) -> None:
         """Datasets, the batch plan and the loaders; the training order is resumable (data/loaders.py)."""
         from ..data.datasets import build_datasets
@@ -234,10 +225,13 @@ class Trainer:
         EMA, loss and DDP wrapper, gathered into `self.state` (what checkpoints save) and `self.step`."""
         r = self.recipe
         model_kwargs = {"num_classes": len(self.class_names), "aux_logits": self.aux_logits, "in_chans": 3,
-                        **self.weights_model_kwargs()}
+                        **start_model_kwargs(self.options.weights)}
         model = create_model(self.options.model, **model_kwargs)
         if self.options.weights and not self.resume:
-            self.load_start_weights(model)
+            load_start_weights(model, self.options.weights, self.options.weights_source, r.new_head,
+                               not self.options.quiet, self.log.warn)
+            self.log.log(f"weights: {self.options.weights} ({self.options.weights_source})"
+                         + (", new classifier head" if r.new_head else ""))
         elif r.new_head and not self.resume:
             self.log.warn(f"recipe {r.name} expects pretrained weights (--weights FILE); without them "
                           f"{self.options.model} trains from a random initialisation")
@@ -258,33 +252,6 @@ class Trainer:
                               self.precision, self.device, self.channels_last, self.aux_logits,
                               build_mixer(r, len(self.class_names)))
 
-    def load_start_weights(self, model: nn.Module) -> None:
-        """Load `options.weights`; with `new_head` the classifier layers may differ and are re-initialised."""
-        from ..weights import get_weights, is_weights_tag, load_state_dict, load_weights, pretrained_state_dict
-
-        new_head = self.recipe.new_head
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            if is_weights_tag(self.options.weights):  # published weights: fetched, converted, input folded
-                state = pretrained_state_dict(model, get_weights(self.options.weights), progress=not self.options.quiet)
-                report = load_state_dict(model, state, strict=not new_head, origin=self.options.weights)
-            else:
-                report = load_weights(model, self.options.weights, source=self.options.weights_source,
-                                      strict=not new_head)
-        head_prefixes = tuple(name + "." for name in model.classifier_names)
-        other = [k.split(" ")[0] for k in report.missing + report.unexpected + report.mismatched]
-        other = [k for k in other if not k.startswith(head_prefixes)]
-        if other:
-            raise WeightsError(f"{self.options.weights} does not fit {self.options.model} beyond its classifier: "
-                               f"{report.describe()}")
-        if new_head:
-            model.reset_classifier(len(self.class_names))
-        for warning in caught:
-            if not issubclass(warning.category, PartialLoadWarning):  # the head mismatch was just checked
-                self.log.warn(str(warning.message))
-        self.log.log(f"weights: {self.options.weights} ({self.options.weights_source})"
-                     + (", new classifier head" if new_head else ""))
-
     @property
     def bn_frozen(self) -> bool:
         """BN in eval mode with frozen parameters: the recipe's `freeze_bn`, or a run from weights whose
@@ -298,13 +265,6 @@ class Trainer:
         if not self.bn_frozen:
             return []
         return [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-
-    def weights_model_kwargs(self) -> dict[str, Any]:
-        """Constructor options the start weights need (a published file with a folded input transform)."""
-        from ..weights import get_weights, is_weights_tag
-
-        weights = self.options.weights
-        return dict(get_weights(weights).model_kwargs) if weights and is_weights_tag(weights) else {}
 
     # ---- checkpoints ------------------------------------------------------------------------------------
     def save_last(self) -> None:
