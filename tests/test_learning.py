@@ -1,6 +1,7 @@
 """The `auto` recipe, --budget, --patience, class imbalance, MixUp/CutMix and the stable-result report."""
 
 import json
+import math
 
 import pytest
 import torch
@@ -10,7 +11,7 @@ from inceptionnet import ConfigError, train
 from inceptionnet.cli import build_parser, main
 from inceptionnet.data.summary import DataSummary, summarize_data
 from inceptionnet.engine.balance import class_weights
-from inceptionnet.engine.budget import parse_duration
+from inceptionnet.engine.budget import BudgetPlan, batches_in_epoch, parse_duration
 from inceptionnet.engine.losses import AuxLoss
 from inceptionnet.engine.mixing import build_mixer
 from inceptionnet.engine.train import Trainer
@@ -174,17 +175,34 @@ def test_a_budget_too_short_for_one_epoch_stops_before_training(tmp_path, capsys
     assert not (out / "last.pt").exists() and not (out / "metrics.csv").read_text().strip()
 
 
+def test_a_budget_that_holds_a_few_epochs_plans_a_partial_last_one(monkeypatch):
+    now = [1000.0]
+    monkeypatch.setattr("inceptionnet.engine.budget.time.time", lambda: now[0])
+    plan = BudgetPlan(budget_s=100.0, started=now[0])
+    assert plan.epochs_for(0, 38.0, 38.0) == pytest.approx(2.61)  # 99 s of epochs (1 % kept for the report)
+    assert plan.epochs_for(0, 33.0, 33.0) == 3  # within 0.05 of a whole count: whole
+    # 40 s epochs of which 30 s train: two whole epochs (80 s), then 0.3 of the training (9 s) and the
+    # partial epoch's validation and checkpoint in full (10 s) make the 99 s.
+    assert plan.epochs_for(0, 40.0, 30.0) == pytest.approx(2.3)
+    now[0] += 40.0
+    assert plan.epochs_for(1, 38.0, 38.0) == pytest.approx(2.55)
+    assert [batches_in_epoch(e, 2.64, 10) for e in range(3)] == [10, 10, 6]
+    assert batches_in_epoch(0, 0.01, 10) == 1 and batches_in_epoch(3, 4, 10) == 10
+
+
 @pytest.mark.slow
-def test_a_short_budget_ends_within_5_percent_with_the_schedule_completed(tmp_path, one_thread):
-    data = make_image_folder(tmp_path / "data", per_class=24, size=16, ext="jpg")
-    budget = 20.0
+@pytest.mark.parametrize("per_class,size,budget", [(24, 8, 20.0), (48, 64, 15.0)],
+                         ids=["many-epochs", "epochs-of-a-third-of-the-budget"])
+def test_a_short_budget_ends_within_5_percent_with_the_schedule_completed(tmp_path, one_thread, per_class, size,
+                                                                           budget):
+    data = make_image_folder(tmp_path / "data", per_class=per_class, size=size, ext="jpg")
     report = train("inception_cifar", data=str(data), device="cpu", quiet=True, out=str(tmp_path / "run"),
-                   budget=f"{budget:g}s", img_size=8)
+                   budget=f"{budget:g}s", img_size=size)
     assert abs(report["wall_time_s"] - budget) <= 0.05 * budget, report["wall_time_s"]
     config = json.loads((tmp_path / "run" / "config.json").read_text())
     rows = (tmp_path / "run" / "metrics.csv").read_text().strip().splitlines()
     assert report["epochs_run"] >= 2 and len(rows) - 1 == report["epochs_run"]
     # The cosine ran to its end: the last epoch's lr is the schedule's floor, not a cut-off mid-way value.
     last_lr = float(rows[-1].split(",")[rows[0].split(",").index("lr")])
-    assert last_lr <= 0.05 * config["lr"] and config["recipe"]["epochs"] == report["epochs_run"]
-    assert config["recipe"]["warmup_epochs"] <= 0.2 * report["epochs_run"]
+    assert last_lr <= 0.05 * config["lr"] and math.ceil(config["recipe"]["epochs"]) == report["epochs_run"]
+    assert config["recipe"]["warmup_epochs"] <= 0.2 * config["recipe"]["epochs"]

@@ -4,13 +4,16 @@ Before training, a few forward-backward passes on a copy of the model and a few 
 first step-time estimate: a budget that cannot hold one epoch is refused then, before any training. After
 every epoch the median of the measured epoch times (training, validation and checkpoint; the first epoch,
 which also warms caches up, only until there are others) replaces the estimate and the epoch count is set
-again; the schedule reads `recipe.epochs` at every step, so the cosine ends exactly at the last epoch
-instead of being cut off, and a schedule that has ended is never extended.
+again. The count may end in a fraction: the last epoch then runs that share of its batches, so a budget
+that holds only a few epochs still ends on time (whole epochs would miss it by up to half an epoch). The
+schedule reads `recipe.epochs` at every step, so the cosine ends exactly at the end of the last (partial)
+epoch instead of being cut off, and a schedule that has ended is never extended.
 """
 
 from __future__ import annotations
 
 import copy
+import math
 import re
 import statistics
 import time
@@ -48,36 +51,50 @@ def parse_duration(text: str | float | int) -> float:
 
 @dataclass
 class BudgetPlan:
-    """Epoch planning for a budget of `budget_s` seconds counted from `started` (time.time())."""
+    """Epoch planning for a budget of `budget_s` seconds counted from `started` (time.time()).
+
+    An epoch's time is its training share (which a partial last epoch cuts) plus a fixed part that it cannot
+    (validation, checkpoint); both are measured, as pairs (epoch seconds, training seconds).
+    """
 
     budget_s: float
     started: float
-    estimate_s: float = 0.0
-    epoch_times: list[float] = field(default_factory=list)
+    estimate: tuple[float, float] = (0.0, 0.0)
+    epoch_times: list[tuple[float, float]] = field(default_factory=list)
 
-    def epochs_for(self, epochs_done: int, epoch_s: float) -> int:
-        """Total epochs whose end is nearest the budget, given `epochs_done` done and `epoch_s` seconds an
-        epoch from here on (at least one epoch in all)."""
+    def epochs_for(self, epochs_done: int, epoch_s: float, train_s: float) -> float:
+        """Total epochs (a whole number, or one ending in a fraction of an epoch) that end at the budget, given
+        `epochs_done` done and, from here on, `epoch_s` seconds an epoch of which `train_s` train; at least one
+        epoch in all."""
         remaining = self.budget_s * (1 - TAIL_SHARE) - (time.time() - self.started)
-        more = round(remaining / max(epoch_s, 1e-9))
-        return max(epochs_done + max(more, 0), 1)
+        fixed, train_s = max(epoch_s - train_s, 0.0), max(train_s, 1e-9)
+        more = max(remaining / max(epoch_s, 1e-9), 0.0)
+        for _ in range(3):  # each epoch begun, the partial last one too, pays the fixed part in full
+            more = max((remaining - math.ceil(more) * fixed) / train_s, 0.0)
+        # Near-whole counts stay whole: a sliver of an epoch is not worth its validation pass.
+        more = round(more) if abs(more - round(more)) < 0.05 else round(more, 2)
+        return max(epochs_done + more, 1)
 
-    def record(self, epochs_done: int, epoch_s: float, planned: int) -> int:
-        """Note that an epoch took `epoch_s` seconds; the total epochs planned from the median epoch time.
+    def record(self, epochs_done: int, epoch_s: float, train_s: float, planned: float) -> float:
+        """Note that an epoch took `epoch_s` seconds, `train_s` of them training; the total epochs planned from
+        the median times.
 
         The first epoch also pays one-off costs (decoding the validation set into its cache, starting
         TensorBoard), so alone it counts no more than the estimate made before training. Once `planned`
         epochs are done the plan stays: the schedule has ended and is never restarted.
         """
-        self.epoch_times.append(epoch_s)
+        self.epoch_times.append((epoch_s, train_s))
         if epochs_done >= planned:
             return planned
-        steady = self.epoch_times[1:] or [min(epoch_s, self.estimate_s or epoch_s)]
-        return self.epochs_for(epochs_done, statistics.median(steady))
+        first = [(min(epoch_s, self.estimate[0] or epoch_s), min(train_s, self.estimate[1] or train_s))]
+        steady = self.epoch_times[1:] or first
+        return self.epochs_for(epochs_done, statistics.median(t for t, _ in steady),
+                               statistics.median(t for _, t in steady))
 
-    def check_first_epoch(self, epoch_s: float) -> None:
-        """`ConfigError` before training when one epoch (estimated `epoch_s` seconds) exceeds the budget."""
-        self.estimate_s = epoch_s
+    def check_first_epoch(self, epoch_s: float, train_s: float) -> None:
+        """`ConfigError` before training when one epoch (estimated `epoch_s` seconds, `train_s` of them
+        training) exceeds the budget."""
+        self.estimate = (epoch_s, train_s)
         left = self.budget_s - (time.time() - self.started)
         if epoch_s > left:
             raise ConfigError(f"--budget {self.budget_s:g}s is too short for one epoch: about {epoch_s:.0f}s are "
@@ -85,16 +102,24 @@ class BudgetPlan:
                               "images")
 
 
-def fit_schedule(recipe, epochs: int) -> None:
+def fit_schedule(recipe, epochs: float) -> None:
     """Make `recipe` (a Recipe) last `epochs` epochs, its warmup at most MAX_WARMUP_SHARE of them."""
     recipe.epochs = epochs
     recipe.warmup_epochs = min(recipe.warmup_epochs, MAX_WARMUP_SHARE * epochs)
 
 
+def batches_in_epoch(epoch: int, epochs: float, batches_per_epoch: int) -> int:
+    """Batches epoch `epoch` (counted from 0) runs when the run lasts `epochs` epochs: all of them, or the
+    planned share of them (the nearest whole number, at least one) in a last epoch that ends in a fraction."""
+    share = epochs - epoch
+    return batches_per_epoch if share >= 1 else max(1, round(share * batches_per_epoch))
+
+
 def estimate_epoch_s(model: nn.Module, forward_loss, data, batch: int, batches_per_epoch: int, img_size: int,
-                     workers: int, device: torch.device) -> float:
-    """Seconds one epoch should take: `batches_per_epoch` training steps of `batch` images plus a pass over
-    `data.val`, from a measured forward-backward on a copy of `model` and a few decoded training samples."""
+                     workers: int, device: torch.device) -> tuple[float, float]:
+    """(seconds one epoch should take, of which training): `batches_per_epoch` training steps of `batch` images
+    plus a pass over `data.val`, from a measured forward-backward on a copy of `model` and a few decoded
+    training samples."""
     images = torch.randn(batch, 3, img_size, img_size, device=device)
     targets = torch.arange(batch, device=device) % 2
     step_s = measure_step_s(model, forward_loss, images, targets)
@@ -104,7 +129,7 @@ def estimate_epoch_s(model: nn.Module, forward_loss, data, batch: int, batches_p
     val_images = len(data.val) if data.val is not None else 0
     # An evaluation batch is a forward pass, about a third of a training step; its images are decoded too.
     val_s = val_images / batch * (step_s / 3 + data_s)
-    return batches_per_epoch * train_step_s + val_s
+    return batches_per_epoch * train_step_s + val_s, batches_per_epoch * train_step_s
 
 
 def measure_sample_s(dataset, samples: int = 8) -> float:

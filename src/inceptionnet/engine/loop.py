@@ -58,8 +58,9 @@ class TrainStep:
 def train_one_epoch(state: RunState, step: TrainStep, loader: Any, recipe: Recipe, batches_per_epoch: int,
                     log: RunLogger, note_skipped: Callable[[Skipped], None],
                     after_step: Callable[[], None]) -> dict[str, float]:
-    """Train epoch `state.epoch` from batch `state.batch_in_epoch` on; return the epoch's training metrics
-    (loss, accuracy, lr, data and compute seconds). `loader` yields `Batch`es and has `set_epoch(epoch, skip)`
+    """Train epoch `state.epoch` from batch `state.batch_in_epoch` up to batch `batches_per_epoch` (fewer than
+    the loader holds in a last partial epoch); return the epoch's training metrics (loss, accuracy, lr, data
+    and compute seconds). `loader` yields `Batch`es and has `set_epoch(epoch, skip)`
     and `batch_size`; `after_step()` runs after each optimizer step (step checkpoints)."""
     if state.batch_in_epoch == 0:
         state.stats = EpochStats()
@@ -68,7 +69,8 @@ def train_one_epoch(state: RunState, step: TrainStep, loader: Any, recipe: Recip
         # Starting a DataLoader iterator draws a worker seed from the torch generator; keep that draw out
         # of the training stream so a resumed run continues the same stream from its saved state.
         batches = iter(loader)
-    bar = log.progress(range(state.batch_in_epoch, batches_per_epoch), desc=f"epoch {state.epoch + 1}/{recipe.epochs}")
+    bar = log.progress(range(state.batch_in_epoch, batches_per_epoch),
+                       desc=f"epoch {state.epoch + 1}/{recipe.epochs:g}")
     failed_in_row, pending = 0, False
     stats, tick = state.stats, time.perf_counter()
     for index in bar:

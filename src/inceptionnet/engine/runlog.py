@@ -32,10 +32,11 @@ LAST_EPOCHS_MEAN = 5
 CORE_COLUMNS = ("epoch", "train_acc", "train_loss", "val_acc", "val_loss", "lr", "time", "data_time")
 
 
-def format_epoch_line(epoch: int, epochs: int, metrics: Mapping[str, Any]) -> str:
+def format_epoch_line(epoch: int, epochs: float, metrics: Mapping[str, Any]) -> str:
     """`Epoch: 3/10  train_acc 81.0%  train_loss 0.929  val_acc 84.4%  val_bacc 83.9%  val_loss 0.898  lr 1.00E-04
-    time 12.3s (data 1.1s)`; parts whose value is missing are left out. `epoch` counts from 1."""
-    parts = [f"Epoch: {epoch}/{epochs}"]
+    time 12.3s (data 1.1s)`; parts whose value is missing are left out. `epoch` counts from 1; `epochs` ends in
+    a fraction when a budget cut the last epoch short ("Epoch: 3/2.6")."""
+    parts = [f"Epoch: {epoch}/{epochs:g}"]
     for key in ("train_acc", "train_loss", "val_acc", "val_bacc", "val_loss"):
         value = metrics.get(key)
         if value is not None:
@@ -163,7 +164,7 @@ class RunLogger:
         if self.is_main:
             write_json(self.run_dir / "config.json", config)
 
-    def log_epoch(self, epoch: int, epochs: int, metrics: Mapping[str, Any]) -> str:
+    def log_epoch(self, epoch: int, epochs: float, metrics: Mapping[str, Any]) -> str:
         """Record one finished epoch (`epoch` counted from 1 of `epochs`).
 
         `metrics` holds floats keyed like CORE_COLUMNS (`train_acc`, `train_loss`, `val_acc`, `val_loss`, `lr`,

@@ -30,7 +30,7 @@ from ..recipes_auto import fit_regularisation
 from ..runtime import channels_last_default, mix_seed, seed_everything, set_deterministic, training_precision
 from . import distributed as dist
 from .balance import class_counts, class_weights
-from .budget import BudgetPlan, estimate_epoch_s, fit_schedule
+from .budget import BudgetPlan, batches_in_epoch, estimate_epoch_s, fit_schedule
 from .cadence import CHECKPOINT_EVERY_S, Cadence
 from .checkpoint import load_checkpoint, save_checkpoint
 from .ema import build_ema
@@ -337,22 +337,24 @@ class Trainer:
         while self.state.epoch < self.recipe.epochs and not self.out_of_patience():
             epoch_started = time.time()
             self.set_train_mode()
-            metrics = train_one_epoch(self.state, self.step, self.train_loader, self.recipe, self.batches_per_epoch,
-                                      self.log, self.note_skipped, self.after_step)
+            batches = batches_in_epoch(self.state.epoch, self.recipe.epochs, self.batches_per_epoch)
+            metrics = train_one_epoch(self.state, self.step, self.train_loader, self.recipe, batches, self.log,
+                                      self.note_skipped, self.after_step)
             if self.validation_due():
                 metrics.update(self.validate())
             self.finish_epoch(metrics)
-            self.replan_budget(time.time() - epoch_started)
+            self.replan_budget(time.time() - epoch_started, metrics["time"])
         return self.final_report(time.time() - started)
 
     def plan_budget(self, started: float) -> None:
         """Set the epochs from a step time measured on a copy of the model before training; ConfigError when
         the budget cannot hold one epoch."""
         self.budget = BudgetPlan(self.options.budget_s, started)
-        epoch_s = estimate_epoch_s(self.state.model, self.budget_loss, self.data, self.batch_plan.per_rank_batch,
-                                   self.batches_per_epoch, self.img_size, self.options.workers, self.device)
-        self.budget.check_first_epoch(epoch_s)
-        fit_schedule(self.recipe, self.budget.epochs_for(0, epoch_s))
+        epoch_s, train_s = estimate_epoch_s(self.state.model, self.budget_loss, self.data,
+                                            self.batch_plan.per_rank_batch, self.batches_per_epoch, self.img_size,
+                                            self.options.workers, self.device)
+        self.budget.check_first_epoch(epoch_s, train_s)
+        fit_schedule(self.recipe, self.budget.epochs_for(0, epoch_s, train_s))
         if self.recipe.name == AUTO_RECIPE and fit_regularisation(self.recipe):
             # Fewer epochs than the auto plan assumed: lighter augmentation and mixing (before any is drawn).
             self.data.train.transform = self.train_transform()
@@ -361,20 +363,22 @@ class Trainer:
             self.log.log(f"budget: a short run, lighter regularisation: mix_prob {r.mix_prob:.2f}, random_erasing "
                          f"{r.random_erasing:.2f}, auto_augment {r.auto_augment}")
         self.log.log(f"budget {self.options.budget_s:g}s: about {epoch_s:.1f}s an epoch (measured before "
-                     f"training) -> {self.recipe.epochs} epochs; set again after each epoch from measured times")
+                     f"training) -> {self.recipe.epochs:g} epochs; set again after each epoch from measured times")
 
     def budget_loss(self, model: nn.Module, images: Tensor, targets: Tensor) -> Tensor:
         """The training loss of `model` on one batch (for the budget's step timing)."""
         return self.step.loss(model, images, targets)[0]
 
-    def replan_budget(self, epoch_s: float) -> None:
+    def replan_budget(self, epoch_s: float, train_s: float) -> None:
         """After each epoch, set the epochs again from the measured epoch times (`epoch_s`: the wall time of the
-        epoch just done, training, validation and checkpoint); the cosine follows the new end."""
+        epoch just done, training, validation and checkpoint; `train_s` its training); the cosine follows the
+        new end."""
         if self.budget is None:
             return
-        epochs = dist.broadcast_object(self.budget.record(self.state.epoch, epoch_s, self.recipe.epochs))
+        planned = self.budget.record(self.state.epoch, epoch_s, train_s, self.recipe.epochs)
+        epochs = dist.broadcast_object(planned)
         if epochs != self.recipe.epochs:
-            self.log.log(f"budget: {epoch_s:.1f}s an epoch measured -> {epochs} epochs")
+            self.log.log(f"budget: {epoch_s:.1f}s an epoch measured -> {epochs:g} epochs")
             fit_schedule(self.recipe, epochs)
             self.log.save_config(self.config())
 
