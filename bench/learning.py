@@ -46,10 +46,12 @@ def cifar_subset(out: Path) -> Path:
     return root
 
 
-def run_one(data: Path, recipe: str, budget: str, overrides: list[str], run_dir: Path) -> dict:
-    """Train `recipe` on `data` within `budget` in a child process; the report.json fields of the table."""
+def run_one(data: Path, recipe: str, budget: str, overrides: list[str], run_dir: Path,
+            extra: tuple[str, ...] = ()) -> dict:
+    """Train `recipe` on `data` within `budget` in a child process (`extra`: more `train` options, such as
+    --model or --weights); the report.json fields of the table."""
     command = [sys.executable, "-m", "inceptionnet", "train", "--data", str(data), "--recipe", recipe,
-               "--budget", budget, "--device", "cpu", "--quiet", "--out", str(run_dir)]
+               "--budget", budget, "--device", "cpu", "--quiet", "--out", str(run_dir), *extra]
     if overrides:
         command += ["--set", *overrides]
     started = time.time()
