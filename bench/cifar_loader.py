@@ -26,7 +26,7 @@ from inceptionnet.data.memory import BatchAugment, InMemoryLoader, in_memory_dat
 from inceptionnet.data.transforms import TrainAugment, build_eval_transform, build_train_transform
 from inceptionnet.engine.distributed import TrainSampler
 from inceptionnet.engine.reproducibility import EpochTaggedSampler, SeededSamples
-from inceptionnet.models.compact import CIFAR_PREPROCESS
+from inceptionnet.models.registry import CIFAR_PREPROCESS
 
 BATCH = 128
 
