@@ -25,7 +25,7 @@ from inceptionnet.data.loaders import build_loader
 from inceptionnet.data.memory import BatchAugment, InMemoryLoader, in_memory_datasets
 from inceptionnet.data.transforms import TrainAugment, build_eval_transform, build_train_transform
 from inceptionnet.engine.distributed import TrainSampler
-from inceptionnet.models.compact import CIFAR_PREPROCESS
+from inceptionnet.models.registry import CIFAR_PREPROCESS
 from inceptionnet.runtime import set_threads
 
 BATCH = 128

@@ -1,5 +1,5 @@
-"""Checks shared by the model tests: the model contract, minimum sizes, and parity with a peer
-implementation (torchvision, timm, cadene) through real weight files."""
+"""Checks shared by the model tests: minimum sizes, and parity with a peer implementation (torchvision,
+timm, cadene) through real weight files. (The model contract is test_model_contract.py's.)"""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from inceptionnet import InputSizeError, create_model, export_state_dict, get_spec, load_weights
+from inceptionnet import InputSizeError, create_model, export_state_dict, load_weights
 
 TOLERANCE = 1e-5  # max |ours - peer| relative to max |peer|
 
@@ -65,38 +65,6 @@ def randomize_bn(model: nn.Module) -> nn.Module:
             m.weight.data.uniform_(0.5, 1.5)
             m.bias.data.uniform_(-0.1, 0.1)
     return model
-
-
-def check_contract(name: str, size: int, aux_size: int | None = None) -> None:
-    """Plain-Tensor forward in train and eval, aux logits only on request, no aux parameters without
-    aux heads, reset_classifier on every head, in_chans, and the too-small-input error."""
-    spec = get_spec(name)
-    x = torch.randn(2, 3, size, size)
-    plain = create_model(name, num_classes=5)
-    assert not any(n.split(".")[0] in plain.aux_head_names for n, _ in plain.named_parameters())
-    for train in (True, False):
-        plain.train(train)
-        out = plain(x)
-        assert isinstance(out, torch.Tensor) and out.shape == (2, 5)
-    logits, aux = plain(x, with_aux=True)
-    assert logits.shape == (2, 5) and aux == ()
-    plain.reset_classifier(3)
-    assert plain(x).shape == (2, 3)
-    gray = create_model(name, num_classes=4, in_chans=1).eval()
-    assert gray(torch.randn(1, 1, size, size)).shape == (1, 4)
-    with pytest.raises(InputSizeError, match=f"{spec.min_input_size}x{spec.min_input_size}"):
-        plain(torch.randn(1, 3, spec.min_input_size - 1, spec.min_input_size + 10))
-    if aux_size is not None:
-        with_aux = create_model(name, num_classes=5, aux_logits=True).eval()
-        assert len(list(with_aux.aux_parameters())) > 0
-        with torch.no_grad():
-            logits, aux = with_aux(torch.randn(1, 3, aux_size, aux_size), with_aux=True)
-            assert logits.shape == (1, 5) and [a.shape for a in aux] == [(1, 5)] * len(spec.aux_heads)
-            with pytest.raises(InputSizeError, match=f"aux logits need inputs of at least {aux_size}x{aux_size}"):
-                with_aux(torch.randn(1, 3, aux_size - 1, aux_size - 1), with_aux=True)
-        with_aux.reset_classifier(2)
-        assert len(with_aux.classifier_names) == 1 + len(spec.aux_heads)
-        assert all(with_aux.get_submodule(n).out_features == 2 for n in with_aux.classifier_names)
 
 
 def check_min_size(model: nn.Module, min_size: int) -> None:

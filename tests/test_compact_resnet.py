@@ -1,5 +1,5 @@
-"""The TF2 course's compact Inception and the ResNet baselines: shapes, parameter counts, the model
-contract, and loading torchvision's ResNet weights."""
+"""The TF2 course's compact Inception and the ResNet baselines: shapes, parameter counts and loading
+torchvision's ResNet weights (the model contract: test_model_contract.py)."""
 
 from __future__ import annotations
 
@@ -7,41 +7,14 @@ import pytest
 import torch
 import torchvision
 
-from inceptionnet import ConfigError, create_model, get_spec, load_weights
+from inceptionnet import create_model, get_spec, load_weights
 from inceptionnet.analysis.summary import summarize
-from model_contract import (
-    check_in_chans,
-    check_no_aux_parameters,
-    check_output_shapes,
-    check_reset_classifier,
-    check_too_small_input,
-)
 
-CIFAR_MODELS = ("inception_cifar", "resnet18_cifar", "resnet34_cifar")
 IMAGENET_RESNETS = ("resnet18", "resnet34")
 
 
 def _params(model: torch.nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
-
-
-@pytest.mark.parametrize("name", CIFAR_MODELS + IMAGENET_RESNETS)
-def test_output_shapes(name):
-    check_output_shapes(name, num_classes=10)
-
-
-@pytest.mark.parametrize("name", CIFAR_MODELS + IMAGENET_RESNETS)
-def test_too_small_input_names_the_minimum(name):
-    check_too_small_input(name)
-
-
-@pytest.mark.parametrize("name", CIFAR_MODELS + IMAGENET_RESNETS)
-def test_contract_heads_and_channels(name):
-    check_no_aux_parameters(name)
-    check_reset_classifier(name)
-    check_in_chans(name)
-    with pytest.raises(ConfigError, match="no auxiliary heads"):
-        create_model(name, aux_logits=True)
 
 
 def test_inception_cifar_follows_the_tf2_course_block_layout():

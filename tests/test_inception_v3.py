@@ -1,4 +1,4 @@
-"""Inception-v3: contract, paper stage shapes, minimum sizes, and parity with torchvision and timm
+"""Inception-v3: paper stage shapes, minimum sizes, and parity with torchvision and timm
 through real weight files."""
 
 import pytest
@@ -10,7 +10,6 @@ from inceptionnet import ConfigError, create_model, get_spec
 from peer_parity import (
     assert_close,
     assert_round_trip,
-    check_contract,
     check_min_size,
     load_from_peer,
     n_params,
@@ -37,9 +36,7 @@ def test_parameter_counts_and_keys_match_both_peers(timm_aux):
     assert set(ours.state_dict()) == set(tv.state_dict()) == set(timm_aux.state_dict())
 
 
-@pytest.mark.slow
-def test_contract():
-    check_contract("inception_v3", size=75, aux_size=299)
+def test_transform_input_needs_rgb():
     with pytest.raises(ConfigError, match="in_chans=3"):
         create_model("inception_v3", in_chans=1, transform_input=True)
 
@@ -60,9 +57,9 @@ def test_min_input_size_without_and_with_aux():
     model = create_model("inception_v3", aux_logits=True)
     assert get_spec("inception_v3").min_input_size == 75
     check_min_size(model, 75)
-    with torch.no_grad():  # the aux head's 299 limit itself is checked in test_contract
+    with torch.no_grad():  # the aux head's 299 limit itself is checked in test_model_contract
         # 298 leaves a 16x16 grid at Mixed_6e, which the aux head's pool + 5x5 conv cannot take;
-        # 299 leaves 17x17, which it can (the aux run at 299 is in test_contract).
+        # 299 leaves 17x17, which it can (the aux run at 299 is in test_model_contract).
         with pytest.raises(RuntimeError):
             model.AuxLogits(torch.randn(1, 768, 16, 16))
         assert model.AuxLogits(torch.randn(1, 768, 17, 17)).shape == (1, 1000)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..errors import ConfigError, InputSizeError
@@ -15,7 +16,10 @@ class InceptionClassifier(nn.Module):
 
     Subclasses implement `forward_head(x, with_aux) -> (logits, aux_list)` and list their linear
     classifier layers (dotted module names) in `classifier_names`; aux heads are listed in
-    `aux_head_names` and must only exist when built with `aux_logits=True`.
+    `aux_head_names` and must only exist when built with `aux_logits=True`. `min_input_size` is the
+    smallest input side the network takes. These two facts are the class's (or, where they depend on the
+    constructor's arguments, `min_input_for` / `aux_heads_for` say how); a model's `ModelSpec` reads them
+    from here.
 
     Features, timm-style: a subclass lists its trunk in `feature_layers()` (named layers run in order
     after `prepare_input`) and its stages in `feature_info` (one dict per stage: `num_chs`, `reduction`
@@ -25,14 +29,27 @@ class InceptionClassifier(nn.Module):
 
     classifier_names: tuple[str, ...] = ()
     aux_head_names: tuple[str, ...] = ()
+    min_input_size: int
     feature_info: list[dict] = []
 
-    def __init__(self, num_classes: int, in_chans: int, min_input_size: int, aux_logits: bool) -> None:
+    def __init__(self, num_classes: int, in_chans: int, aux_logits: bool, min_input_size: int | None = None) -> None:
         super().__init__()
         self.num_classes = num_classes
         self.in_chans = in_chans
-        self.min_input_size = min_input_size
+        if min_input_size is not None:  # an architecture whose minimum depends on its arguments
+            self.min_input_size = min_input_size
         self.aux_logits = aux_logits
+
+    @classmethod
+    def min_input_for(cls, **arch_kwargs) -> int:
+        """The smallest input side of `cls(**arch_kwargs)`: the class's `min_input_size` unless a subclass
+        whose minimum depends on its arguments says otherwise."""
+        return cls.min_input_size
+
+    @classmethod
+    def aux_heads_for(cls, **arch_kwargs) -> tuple[str, ...]:
+        """The aux heads `cls(**arch_kwargs)` can build: the class's `aux_head_names` unless a subclass says."""
+        return cls.aux_head_names
 
     def forward(self, x: Tensor, with_aux: bool = False):
         """(N, C, H, W) -> (N, num_classes) logits, or `(logits, aux_tuple)` if `with_aux`."""
@@ -130,6 +147,52 @@ class InceptionClassifier(nn.Module):
             module = getattr(self, name, None)
             if module is not None:
                 yield from module.parameters()
+
+
+
+def check_aux_grid(model: InceptionClassifier, grid: Tensor, min_grid: int, min_input_size: int) -> None:
+    """Raise `InputSizeError` when the grid an aux head reads is smaller than `min_grid` (naming
+    `min_input_size`, the model input that gives a large enough grid)."""
+    if torch.jit.is_tracing() or torch.jit.is_scripting() or torch.compiler.is_compiling():
+        return
+    if min(grid.shape[-2:]) < min_grid:
+        raise InputSizeError(f"{type(model).__name__} aux logits need inputs of at least {min_input_size}x"
+                             f"{min_input_size} pixels")
+
+
+class StagedInception(InceptionClassifier):
+    """The forward shared by v3, v4 and Inception-ResNet: the trunk (`feature_layers()`), the optional
+    aux head (attribute `AuxLogits`, None without aux; an `InceptionAux`) on the output of the layer named
+    `aux_tap`, global average pooling, dropout `head_drop` and the linear layer named `head_name`.
+    The classifier layers are `head_name` and each aux head's `fc`. The TF stem's VALID convolutions and
+    pools need 75x75 inputs, the aux head 299x299. (N, C, H, W) -> (N, num_classes).
+    """
+
+    head_name = "fc"
+    stem_names: tuple[str, ...] = ()
+    aux_tap = ""
+    aux_min_input_size = 299
+    min_input_size = 75
+    AuxLogits: nn.Module | None
+
+    def __init__(self, num_classes: int, in_chans: int, aux_logits: bool) -> None:
+        super().__init__(num_classes, in_chans, aux_logits)
+        self.classifier_names = (self.head_name, *(f"{name}.fc" for name in self.aux_head_names if aux_logits))
+
+    def add_stem(self, layers: Sequence[nn.Module]) -> None:
+        """Register `layers` (the shared TF stem, or its start) under the first `len(layers)` of `stem_names`."""
+        for name, layer in zip(self.stem_names[:len(layers)], layers, strict=True):
+            self.add_module(name, layer)
+
+    def _aux_head(self, grid: Tensor) -> Tensor:
+        check_aux_grid(self, grid, self.AuxLogits.min_grid, self.aux_min_input_size)
+        return self.AuxLogits(grid)
+
+    def forward_head(self, x: Tensor, with_aux: bool) -> tuple[Tensor, list[Tensor]]:
+        taps = {self.aux_tap: self._aux_head} if with_aux and self.AuxLogits is not None else {}
+        x, aux = self.forward_trunk(x, taps)
+        x = self.head_drop(F.adaptive_avg_pool2d(x, 1).flatten(1))
+        return getattr(self, self.head_name)(x), aux
 
 
 def stage_info(*stages: tuple[str, int, int]) -> list[dict]:

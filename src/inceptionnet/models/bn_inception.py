@@ -15,13 +15,12 @@ import functools
 from collections.abc import Callable
 from typing import NamedTuple
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .base import InceptionClassifier, init_weights, stage_info
-from .blocks import Branches, ConvNormAct
-from .registry import IMAGENET_MEAN, IMAGENET_STD, ModelSpec, Preprocess, register
+from .blocks import Branches, ConvNormAct, Plan, run_branches
+from .registry import Preprocess, register_model
 
 
 class ModuleRow(NamedTuple):
@@ -112,12 +111,13 @@ class BNInception(InceptionClassifier):
     """
 
     classifier_names = ("fc",)
+    min_input_size = MIN_INPUT_SIZE
     feature_info = stage_info(("stem.0", 64, 2), ("stem.3", 192, 4), ("inception_3b", 320, 8),
                               ("inception_4d", 608, 16), ("inception_5b", FEATURES, 32))
 
     def __init__(self, num_classes: int = 1000, aux_logits: bool = False, in_chans: int = 3,
                  drop_rate: float = 0.0) -> None:
-        super().__init__(num_classes, in_chans, min_input_size=MIN_INPUT_SIZE, aux_logits=False)
+        super().__init__(num_classes, in_chans, aux_logits=False)
 
         def cbr(i: int, o: int, k: int, stride: int = 1) -> ConvNormAct:
             return ConvNormAct(i, o, k, stride=stride, padding=k // 2, bn_eps=1e-5)
@@ -128,10 +128,10 @@ class BNInception(InceptionClassifier):
             double_3x3 = nn.Sequential(cbr(row.in_ch, row.dbl_red, 1), cbr(row.dbl_red, row.dbl, 3),
                                        cbr(row.dbl, row.dbl, 3, row.stride))
             if row.stride == 2:
-                module = Branches([reduce_3x3, double_3x3, pool_layer(row)])
+                module = Branches.numbered(reduce_3x3, double_3x3, pool_layer(row), start=1)
             else:
-                module = Branches([cbr(row.in_ch, row.ch1x1, 1), reduce_3x3, double_3x3,
-                                   nn.Sequential(pool_layer(row), cbr(row.in_ch, row.pool_proj, 1))])
+                module = Branches.numbered(cbr(row.in_ch, row.ch1x1, 1), reduce_3x3, double_3x3,
+                                           [pool_layer(row), cbr(row.in_ch, row.pool_proj, 1)], start=1)
             self.add_module(f"inception_{row.name}", module)
         self.head_drop = nn.Dropout(drop_rate)
         self.fc = nn.Linear(FEATURES, num_classes)
@@ -162,13 +162,14 @@ class BNInceptionCaffe(InceptionClassifier):
     """
 
     classifier_names = ("last_linear",)
+    min_input_size = MIN_INPUT_SIZE
     feature_info = stage_info(("conv1_7x7_s2", 64, 2), ("conv2_3x3", 192, 4), ("inception_3b", 320, 8),
                               ("inception_4d", 608, 16), ("inception_5b", FEATURES, 32))
 
     def __init__(self, num_classes: int = 1000, aux_logits: bool = False, in_chans: int = 3) -> None:
-        super().__init__(num_classes, in_chans, min_input_size=MIN_INPUT_SIZE, aux_logits=False)
-        # Each stage is a list of branches; a branch is a chain of layer names registered on self.
-        self.plan: list[list[list[str]]] = [
+        super().__init__(num_classes, in_chans, aux_logits=False)
+        # Each stage is a `Plan` (branches of layer names) over layers registered on self, keeping the flat keys.
+        self.plan: list[Plan] = [
             [[self._conv("conv1_7x7_s2", in_chans, 64, 7, 2)]],
             [[self._layer("pool1_3x3_s2", stem_pool())]],
             [[self._conv("conv2_3x3_reduce", 64, 64, 1)]],
@@ -192,15 +193,15 @@ class BNInceptionCaffe(InceptionClassifier):
         self.last_linear = nn.Linear(FEATURES, num_classes)
         init_weights(self)
 
-    def _layer(self, name: str, layer: nn.Module) -> str:
+    def _layer(self, name: str, layer: nn.Module) -> tuple[str]:
         self.add_module(name, layer)
-        return name
+        return (name,)
 
-    def _conv(self, name: str, in_ch: int, out_ch: int, k: int, stride: int = 1) -> str:
+    def _conv(self, name: str, in_ch: int, out_ch: int, k: int, stride: int = 1) -> tuple[str]:
         """Register Caffe's conv (with bias) `name` and its BN `name_bn` (eps 1e-5); ReLU follows in forward."""
         self.add_module(name, nn.Conv2d(in_ch, out_ch, k, stride=stride, padding=k // 2))
         self.add_module(name + "_bn", nn.BatchNorm2d(out_ch, eps=1e-5))
-        return name
+        return (name,)
 
     def _run(self, name: str, x: Tensor) -> Tensor:
         layer = self._modules[name]
@@ -208,20 +209,12 @@ class BNInceptionCaffe(InceptionClassifier):
             return F.relu(self._modules[name + "_bn"](layer(x)), inplace=True)
         return layer(x)
 
-    def _run_stage(self, stage: list[list[str]], x: Tensor) -> Tensor:
-        outputs = []
-        for chain in stage:
-            y = x
-            for name in chain:
-                y = self._run(name, y)
-            outputs.append(y)
-        return outputs[0] if len(outputs) == 1 else torch.cat(outputs, 1)
-
     def feature_layers(self) -> list[tuple[str, Callable[[Tensor], Tensor]]]:
         """One entry per stage of the plan, named by its first layer (`conv1_7x7_s2`, ...) or its
         module (`inception_3a`, ...); the trunk ends at (N, 1024, H/32, W/32) (7x7 at 224)."""
-        names = [stage[0][0] for stage in self.plan[:5]] + [f"inception_{row.name}" for row in TABLE]
-        return [(name, functools.partial(self._run_stage, stage)) for name, stage in zip(names, self.plan, strict=True)]
+        names = [stage[0][0][0] for stage in self.plan[:5]] + [f"inception_{row.name}" for row in TABLE]
+        stages = zip(names, self.plan, strict=True)
+        return [(name, functools.partial(run_branches, stage, self._run)) for name, stage in stages]
 
     def forward_head(self, x: Tensor, with_aux: bool) -> tuple[Tensor, list[Tensor]]:
         x = F.adaptive_avg_pool2d(self.forward_trunk(x)[0], 1).flatten(1)
@@ -232,35 +225,12 @@ _PAPER = ("Ioffe & Szegedy 2015, Batch Normalization: Accelerating Deep Network 
           "Covariate Shift (arXiv:1502.03167), Figure 5")
 
 
-def _build(**kwargs) -> BNInception:
-    return BNInception(**kwargs)
-
-
-def _build_caffe(**kwargs) -> BNInceptionCaffe:
-    return BNInceptionCaffe(**kwargs)
-
-
-register(ModelSpec(
-    name="bn_inception",
-    builder=_build,
-    paper=_PAPER,
-    default_input_size=224,
-    min_input_size=MIN_INPUT_SIZE,
-    preprocess=Preprocess(input_size=224, mean=IMAGENET_MEAN, std=IMAGENET_STD, crop_pct=0.875),
-    default_recipe="googlenet-paper",
-    description="BN-Inception (Inception-v2) as in the paper's table",
-))
-
-register(ModelSpec(
-    name="bn_inception_caffe",
-    builder=_build_caffe,
-    paper=_PAPER,
-    default_input_size=224,
-    min_input_size=MIN_INPUT_SIZE,
+register_model("bn_inception", BNInception, _PAPER, "BN-Inception (Inception-v2) as in the paper's table",
+               recipe="googlenet-paper")
+register_model(
+    "bn_inception_caffe", BNInceptionCaffe, _PAPER,
+    "BN-Inception keyed like the Caffe-converted checkpoint of pretrainedmodels (Cadene)",
     # Caffe's convention: BGR channels in [0, 255], the mean listed in that (B, G, R) order, no scaling.
-    preprocess=Preprocess(input_size=224, mean=(104.0, 117.0, 128.0), std=(1.0, 1.0, 1.0), input_range=255.0,
-                          channel_order="BGR", interpolation="bilinear", crop_pct=0.875),
-    default_recipe="finetune",
+    preprocess=Preprocess(mean=(104.0, 117.0, 128.0), std=(1.0, 1.0, 1.0), input_range=255.0, channel_order="BGR"),
     peers={"cadene": "bninception"},
-    description="BN-Inception keyed like the Caffe-converted checkpoint of pretrainedmodels (Cadene)",
-))
+)

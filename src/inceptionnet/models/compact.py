@@ -1,5 +1,4 @@
-"""The compact Inception network for CIFAR of the TF2 course ("Inception10"), and the CIFAR preprocessing
-shared by every 32x32 model.
+"""The compact Inception networks for CIFAR: the TF2 course's "Inception10" and a net for fast training.
 
 The TF2 course builds it in Keras; this is the same network in PyTorch, with these deliberate differences:
 the model returns logits (the seed's Dense layer applies softmax, and losses here take logits), and
@@ -16,12 +15,9 @@ from torch import Tensor, nn
 
 from .base import InceptionClassifier, init_weights, stage_info
 from .blocks import Branches, ConvNormAct, inception_module
-from .registry import ModelSpec, Preprocess, register
+from .registry import CIFAR_PREPROCESS, register_model
 
-CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
-CIFAR_STD = (0.2470, 0.2435, 0.2616)
-CIFAR_PREPROCESS = Preprocess(input_size=32, mean=CIFAR_MEAN, std=CIFAR_STD, crop_pct=1.0)
-
+DEFAULT_BLOCKS = 2
 TF2_COURSE = "The TF2 course (TensorFlow 2.1 notes, Inception10), after Szegedy et al. 2014 (arXiv:1409.4842)"
 
 
@@ -32,12 +28,13 @@ def seed_inception_block(in_ch: int, ch: int, stride: int = 1) -> Branches:
     def conv(i: int, o: int, k: int, s: int = 1) -> ConvNormAct:
         return ConvNormAct(i, o, k, stride=s, padding=k // 2)
 
-    return Branches([
+    return Branches.numbered(
         conv(in_ch, ch, 1, stride),
-        nn.Sequential(conv(in_ch, ch, 1, stride), conv(ch, ch, 3)),
-        nn.Sequential(conv(in_ch, ch, 1, stride), conv(ch, ch, 5)),
-        nn.Sequential(nn.MaxPool2d(3, stride=1, padding=1), conv(in_ch, ch, 1, stride)),
-    ])
+        [conv(in_ch, ch, 1, stride), conv(ch, ch, 3)],
+        [conv(in_ch, ch, 1, stride), conv(ch, ch, 5)],
+        [nn.MaxPool2d(3, stride=1, padding=1), conv(in_ch, ch, 1, stride)],
+        start=1,
+    )
 
 
 class InceptionCifar(InceptionClassifier):
@@ -49,8 +46,8 @@ class InceptionCifar(InceptionClassifier):
     classifier_names = ("fc",)
 
     def __init__(self, num_classes: int = 10, aux_logits: bool = False, in_chans: int = 3,
-                 num_blocks: int = 2, init_ch: int = 16) -> None:
-        super().__init__(num_classes, in_chans, min_input_size=2 ** num_blocks, aux_logits=False)
+                 num_blocks: int = DEFAULT_BLOCKS, init_ch: int = 16) -> None:
+        super().__init__(num_classes, in_chans, aux_logits=False, min_input_size=self.min_input_for(num_blocks))
         self.stem = ConvNormAct(in_chans, init_ch, 3, padding=1)
         blocks, in_ch, ch = [], init_ch, init_ch
         for _ in range(num_blocks):
@@ -66,6 +63,11 @@ class InceptionCifar(InceptionClassifier):
             (f"blocks.{2 * i + 1}", 4 * init_ch * 2 ** i, 2 ** (i + 1)) for i in range(num_blocks)))
         init_weights(self)
 
+    @classmethod
+    def min_input_for(cls, num_blocks: int = DEFAULT_BLOCKS, **arch_kwargs) -> int:
+        """The total stride (each block pair halves the grid), where the last block is 1x1."""
+        return 2 ** num_blocks
+
     def feature_layers(self) -> list[tuple[str, nn.Module]]:
         return [("stem", self.stem), *((f"blocks.{i}", block) for i, block in enumerate(self.blocks))]
 
@@ -74,12 +76,12 @@ class InceptionCifar(InceptionClassifier):
         return self.fc(torch.flatten(self.avgpool(x), 1)), []
 
 
-register(ModelSpec(
-    name="inception_cifar", builder=InceptionCifar, paper=TF2_COURSE, default_input_size=32,
-    min_input_size=4, preprocess=CIFAR_PREPROCESS, default_recipe="cifar",
-    description="The TF2 course's compact Inception (Inception10) for 32x32 inputs: 16-channel stem, 2 blocks of 2 "
-                "Inception blocks (stride 2, 1), widths 16 and 32 per branch, global pool, linear.",
-))
+register_model(
+    "inception_cifar", InceptionCifar, TF2_COURSE,
+    "The TF2 course's compact Inception (Inception10) for 32x32 inputs: 16-channel stem, 2 blocks of 2 "
+    "Inception blocks (stride 2, 1), widths 16 and 32 per branch, global pool, linear.",
+    preprocess=CIFAR_PREPROCESS, recipe="cifar",
+)
 
 
 def fast_group(in_ch: int, out_ch: int) -> nn.Sequential:
@@ -106,10 +108,11 @@ class InceptionCifarFast(InceptionClassifier):
     """
 
     classifier_names = ("fc",)
+    min_input_size = 16  # the patch stem loses a pixel, then three 2x2 pools: 16 -> 15 -> 7 -> 3 -> 1
 
     def __init__(self, num_classes: int = 10, aux_logits: bool = False, in_chans: int = 3, stem_ch: int = 32,
                  widths: tuple[int, int, int] = (96, 384, 512), flip_tta: bool = True) -> None:
-        super().__init__(num_classes, in_chans, min_input_size=16, aux_logits=False)
+        super().__init__(num_classes, in_chans, aux_logits=False)
         self.stem = ConvNormAct(in_chans, stem_ch, 2)
         groups, in_ch = [], stem_ch
         for width in widths:
@@ -142,11 +145,11 @@ class InceptionCifarFast(InceptionClassifier):
         return self.logits(x), []
 
 
-register(ModelSpec(
-    name="inception_cifar_fast", builder=InceptionCifarFast,
-    paper="Szegedy et al. 2014 (arXiv:1409.4842) Inception modules; the training lessons of airbench "
-          "(Jordan 2024, arXiv:2404.00498)",
-    default_input_size=32, min_input_size=16, preprocess=CIFAR_PREPROCESS, default_recipe="cifar-fast",
-    description="Inception net for fast CIFAR-10 training: 2x2 patch stem, 3 groups of 2 Inception modules "
-                "(widths 96/384/512) around max-pools, max-pool head, flip TTA in eval mode.",
-))
+register_model(
+    "inception_cifar_fast", InceptionCifarFast,
+    "Szegedy et al. 2014 (arXiv:1409.4842) Inception modules; the training lessons of airbench "
+    "(Jordan 2024, arXiv:2404.00498)",
+    "Inception net for fast CIFAR-10 training: 2x2 patch stem, 3 groups of 2 Inception modules "
+    "(widths 96/384/512) around max-pools, max-pool head, flip TTA in eval mode.",
+    preprocess=CIFAR_PREPROCESS, recipe="cifar-fast",
+)

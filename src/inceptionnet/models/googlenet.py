@@ -45,8 +45,7 @@ from torch import Tensor, nn
 from ..errors import ConfigError
 from .base import InceptionClassifier, init_weights
 from .blocks import ConvNormAct, inception_module, lrn
-from .compact import CIFAR_PREPROCESS
-from .registry import IMAGENET_MEAN, IMAGENET_STD, ModelSpec, Preprocess, register
+from .registry import CIFAR_PREPROCESS, IMAGENET_MEAN, IMAGENET_STD, register_model
 
 # Table 1 of the paper: in_ch, #1x1, #3x3 reduce, #3x3, #5x5 reduce, #5x5, pool proj.
 TABLE1_MODULES: dict[str, tuple[int, int, int, int, int, int, int]] = {
@@ -82,7 +81,8 @@ class GoogLeNetConfig:
     kernel of the "5x5" branch (3 in torchvision's port); `lrn` inserts the paper's two LRN layers;
     `stem` is "imagenet" (7x7/2 conv, pools: /8 before 3a) or "cifar" (one 3x3 conv of 192, no
     early downsampling); `last_pool_kernel` is the pool before 5a (2 in torchvision);
-    `aux_paper_pool` uses the paper's 5x5/3 average pool in the aux heads where it gives 4x4.
+    `aux_paper_pool` uses the paper's 5x5/3 average pool in the aux heads where it gives 4x4;
+    `aux_heads` are the aux heads (of `AUX_TAPS`) the variant offers.
     """
 
     bn_eps: float | None
@@ -93,6 +93,12 @@ class GoogLeNetConfig:
     branch_pool_ceil_mode: bool = False
     dropout: float = 0.4
     aux_paper_pool: bool = True
+    aux_heads: tuple[str, ...] = tuple(AUX_TAPS)
+
+    @property
+    def min_input_size(self) -> int:
+        """The total stride of the stem and body, where the last stage is 1x1."""
+        return CIFAR_MIN_INPUT if self.stem == "cifar" else IMAGENET_MIN_INPUT
 
 
 class AuxHead(nn.Module):
@@ -144,19 +150,18 @@ def _stem(cfg: GoogLeNetConfig, in_chans: int) -> dict[str, nn.Module]:
 class GoogLeNet(InceptionClassifier):
     """GoogLeNet with Table 1's Inception modules; the variant is chosen by `cfg`.
 
-    Feature layers run in `feature_names` order; aux heads (`aux1` on 4a, `aux2` on 4d) exist only
-    when built with `aux_logits=True`. The head is global average pooling (the paper's 7x7 average
-    pool at 224, adaptive so other sizes work), dropout, linear. With `transform_input`, an
+    Feature layers run in `feature_names` order; aux heads (`aux1` on 4a, `aux2` on 4d, those of
+    `cfg.aux_heads`) exist only when built with `aux_logits=True`. The head is global average pooling
+    (the paper's 7x7 average pool at 224, adaptive so other sizes work), dropout, linear. With `transform_input`, an
     ImageNet-normalised input is re-normalised to mean 0.5/std 0.5 first, exactly as torchvision does.
     (N, in_chans, H, W) -> (N, num_classes).
     """
 
-    aux_head_names = tuple(AUX_TAPS)
-
     def __init__(self, cfg: GoogLeNetConfig, num_classes: int = 1000, aux_logits: bool = True,
-                 in_chans: int = 3, min_input_size: int = IMAGENET_MIN_INPUT, transform_input: bool = False,
+                 in_chans: int = 3, transform_input: bool = False,
                  input_pad_fill: tuple[float, ...] | None = None) -> None:
-        super().__init__(num_classes, in_chans, min_input_size, aux_logits)
+        super().__init__(num_classes, in_chans, aux_logits, min_input_size=cfg.min_input_size)
+        self.aux_head_names = cfg.aux_heads
         if transform_input and in_chans != 3:
             raise ConfigError(f"transform_input needs 3 input channels, got in_chans={in_chans}")
         self.cfg = cfg
@@ -190,17 +195,28 @@ class GoogLeNet(InceptionClassifier):
                                                        pool_ceil_mode=cfg.branch_pool_ceil_mode))
         self.feature_names = (*stem, *BODY_LAYERS)
         self.feature_info = _feature_info(cfg)
-        for aux_name, tap in AUX_TAPS.items():
-            head = AuxHead(_out_channels(tap), num_classes, cfg.bn_eps, cfg.aux_paper_pool) if aux_logits else None
+        for aux_name in cfg.aux_heads:
+            in_ch = _out_channels(AUX_TAPS[aux_name])
+            head = AuxHead(in_ch, num_classes, cfg.bn_eps, cfg.aux_paper_pool) if aux_logits else None
             setattr(self, aux_name, head)
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.dropout = nn.Dropout(cfg.dropout)
         self.fc = nn.Linear(FEATURE_CHANNELS, num_classes)
-        self.classifier_names = ("fc", *(f"{name}.fc2" for name in AUX_TAPS)) if aux_logits else ("fc",)
+        self.classifier_names = ("fc", *(f"{name}.fc2" for name in cfg.aux_heads if aux_logits))
         if cfg.bn_eps is None:
             caffe_init(self)
         else:
             init_weights(self)
+
+    @classmethod
+    def min_input_for(cls, cfg: GoogLeNetConfig, **arch_kwargs) -> int:
+        """The variant's minimum input side (`cfg.min_input_size`)."""
+        return cfg.min_input_size
+
+    @classmethod
+    def aux_heads_for(cls, cfg: GoogLeNetConfig, **arch_kwargs) -> tuple[str, ...]:
+        """The variant's aux heads (`cfg.aux_heads`)."""
+        return cfg.aux_heads
 
     def prepare_input(self, x: Tensor) -> Tensor:
         if self.transform_input:
@@ -214,7 +230,7 @@ class GoogLeNet(InceptionClassifier):
         return [(name, getattr(self, name)) for name in self.feature_names]
 
     def forward_head(self, x: Tensor, with_aux: bool) -> tuple[Tensor, list[Tensor]]:
-        taps = {tap: getattr(self, name) for name, tap in AUX_TAPS.items()} if with_aux else {}
+        taps = {AUX_TAPS[name]: getattr(self, name) for name in self.aux_head_names} if with_aux else {}
         x, aux = self.forward_trunk(x, taps)
         x = self.dropout(torch.flatten(self.avgpool(x), 1))
         return self.fc(x), aux
@@ -254,53 +270,37 @@ PAPER_CONFIG = GoogLeNetConfig(bn_eps=None, lrn=True)
 BN_CONFIG = GoogLeNetConfig(bn_eps=1e-5)
 TORCHVISION_CONFIG = GoogLeNetConfig(bn_eps=1e-3, kernel_5x5=3, last_pool_kernel=2, branch_pool_ceil_mode=True,
                                      dropout=0.2, aux_paper_pool=False)
-CIFAR_CONFIG = GoogLeNetConfig(bn_eps=1e-5, stem="cifar")
+CIFAR_CONFIG = GoogLeNetConfig(bn_eps=1e-5, stem="cifar", aux_heads=())
 
 
-def _builder(cfg: GoogLeNetConfig, min_input_size: int):
-    def build(num_classes: int = 1000, aux_logits: bool = True, in_chans: int = 3, **kwargs) -> GoogLeNet:
-        return GoogLeNet(cfg, num_classes, aux_logits, in_chans, min_input_size, **kwargs)
+# Every variant: the paper's aux loss weight 0.3, aux heads on by default where the variant has them.
+PAPER_AUX = {"aux_weight": 0.3, "aux_default": True}
 
-    return build
-
-
-def _register(name: str, cfg: GoogLeNetConfig, description: str, **spec_fields) -> None:
-    spec_fields.setdefault("aux_heads", tuple(AUX_TAPS))
-    spec_fields.setdefault("aux_weight", 0.3)
-    spec_fields.setdefault("aux_default", bool(spec_fields["aux_heads"]))
-    spec_fields.setdefault("default_input_size", 224)
-    spec_fields.setdefault("min_input_size", IMAGENET_MIN_INPUT)
-    spec_fields.setdefault("preprocess", Preprocess(input_size=224, crop_pct=0.875))
-    register(ModelSpec(name=name, builder=_builder(cfg, spec_fields["min_input_size"]), paper=PAPER,
-                       description=description, **spec_fields))
-
-
-_register(
-    "googlenet", PAPER_CONFIG,
+register_model(
+    "googlenet", GoogLeNet, PAPER,
     "Paper-exact GoogLeNet (Table 1): no BN, biased convs, LRN after the first pool and after conv3, true 5x5 "
     "branches, 3x3/2 ceil-mode max-pools (Caffe's), aux heads on 4a/4d with the paper's 5x5/3 pool at 224 "
     "(adaptive 4x4 elsewhere). 6,998,552 params without aux at 1000 classes.",
-    default_recipe="googlenet-paper",
+    cfg=PAPER_CONFIG, recipe="googlenet-paper", **PAPER_AUX,
 )
-_register(
-    "googlenet_bn", BN_CONFIG,
+register_model(
+    "googlenet_bn", GoogLeNet, PAPER,
     "GoogLeNet with conv-BN-ReLU everywhere (the PyTorch ImageFolder tutorial's InceptionV1, BN eps 1e-5): no LRN, "
     "no conv bias, true 5x5, "
     "Table 1 widths, paper aux heads in BN form. Unlike the tutorial: BN in the stem too, logits instead of an "
     "in-model softmax, and a single linear head instead of the tutorial's extra FC 1024 + ReLU.",
-    default_recipe="tutorial-adam",
+    cfg=BN_CONFIG, recipe="tutorial-adam", **PAPER_AUX,
 )
-_register(
-    "googlenet_tv", TORCHVISION_CONFIG,
+register_model(
+    "googlenet_tv", GoogLeNet, PAPER,
     "torchvision-compatible GoogLeNet (loads torchvision.models.googlenet state_dicts): BN eps 1e-3, 3x3 in the "
     "'5x5' branch, ceil-mode pools, 2x2 pool before 5a, aux heads with adaptive 4x4 pooling, dropout 0.2, "
     "optional transform_input. 6,624,904 params without aux.",
-    default_recipe="finetune", peers={"torchvision": "googlenet"},
+    cfg=TORCHVISION_CONFIG, peers={"torchvision": "googlenet"}, **PAPER_AUX,
 )
-_register(
-    "googlenet_cifar", CIFAR_CONFIG,
+register_model(
+    "googlenet_cifar", GoogLeNet, PAPER,
     "GoogLeNet for 32x32 inputs: one 3x3 conv of 192 (BN) as the stem, no early downsampling, then Table 1's "
     "modules (BN, true 5x5), 3x3/2 pools to 16x16 and 8x8, global pool, dropout 0.4, linear. No aux heads.",
-    aux_heads=(), aux_weight=0.0, default_input_size=32, min_input_size=CIFAR_MIN_INPUT,
-    preprocess=CIFAR_PREPROCESS, default_recipe="cifar",
+    cfg=CIFAR_CONFIG, preprocess=CIFAR_PREPROCESS, recipe="cifar",
 )

@@ -4,22 +4,32 @@ of Residual Connections on Learning"). v2 is laid out key for key like timm's `i
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 
 from torch import Tensor, nn
 
-from .base import init_weights, stage_info
-from .blocks import factorized_conv
-from .inception_v3 import InceptionAux, NamedBranches, StagedInception, Step, conv, max_pool_3x3_s2
-from .inception_v4 import avg_pool_3x3_same, numbered, numbered_branches, reduction_a
-from .registry import INCEPTION_MEAN, INCEPTION_STD, ModelSpec, Preprocess, register
+from .base import StagedInception, init_weights, stage_info
+from .blocks import (
+    Branches,
+    InceptionAux,
+    Step,
+    avg_pool_3x3_same,
+    factorized_conv,
+    max_pool_3x3_s2,
+    numbered,
+    reduction_a,
+    tf_stem,
+)
+from .blocks import basic_conv as conv
+from .registry import INCEPTION_PREPROCESS, register_model
 
 # Residual scales of the released Inception-ResNet-v2 (35x35, 17x17, 8x8 blocks); the paper scales
 # residuals by 0.1-0.3 "before adding them to the accumulated layer activations".
 DEFAULT_SCALES = (0.17, 0.10, 0.20)
 
 
-class ResidualInception(NamedBranches):
+class ResidualInception(Branches):
     """A residual Inception block: branches, concatenated, a linear 1x1 conv (with bias, no BN) back
     to `channels`, scaled by `scale`, added to the input, then ReLU unless `activate=False`.
     (N, channels, H, W) -> (N, channels, H, W). Keys as timm's Block35/Block17/Block8."""
@@ -59,11 +69,11 @@ def block_factorized(channels: int, c1x1: int, cnxn: tuple[int, int, int], n: in
     return ResidualInception(branches, c1x1 + out, channels, scale, activate)
 
 
-def reduction_b(in_ch: int, widths: tuple[int, int, int, int]) -> NamedBranches:
+def reduction_b(in_ch: int, widths: tuple[int, int, int, int]) -> Branches:
     """17x17 -> 8x8 reduction (Figs. 12 and 18): 1x1 256 -> 3x3/2 (widths[0]); 1x1 256 -> 3x3/2
     (widths[1]); 1x1 256 -> 3x3 (widths[2]) -> 3x3/2 (widths[3]); 3x3/2 max-pool."""
     a, b, c, d = widths
-    return numbered_branches(
+    return Branches.numbered(
         [conv(in_ch, 256, 1), conv(256, a, 3, stride=2)],
         [conv(in_ch, 256, 1), conv(256, b, 3, stride=2)],
         [conv(in_ch, 256, 1), conv(256, c, 3, padding=1), conv(c, d, 3, stride=2)],
@@ -71,18 +81,12 @@ def reduction_b(in_ch: int, widths: tuple[int, int, int, int]) -> NamedBranches:
     )
 
 
-def stem_convs(in_chans: int) -> tuple[nn.Module, nn.Module, nn.Module]:
-    """The three stem convolutions both versions share: 299 -> 149x149x32 -> 147x147x32 -> 147x147x64."""
-    return conv(in_chans, 32, 3, stride=2), conv(32, 32, 3), conv(32, 64, 3, padding=1)
-
-
 class InceptionResNet(StagedInception):
-    """The forward both versions share: stem, 35x35 blocks (`repeat`), Reduction-A (`mixed_6a`), 17x17
-    blocks (`repeat_1`), optional aux head, Reduction-B (`mixed_7a`), 8x8 blocks (`repeat_2`),
-    average pooling, dropout, linear `classif`."""
+    """The layout both versions share: the stem (`stem_names`, starting with `tf_stem`'s layers), 35x35
+    blocks (`repeat`), Reduction-A (`mixed_6a`), 17x17 blocks (`repeat_1`), optional aux head, Reduction-B
+    (`mixed_7a`), 8x8 blocks (`repeat_2`), `tail_names`, average pooling, dropout, linear `classif`."""
 
     head_name = "classif"
-    stem_names: tuple[str, ...] = ()
     tail_names: tuple[str, ...] = ()
 
     aux_tap = "repeat_1"
@@ -114,7 +118,6 @@ class InceptionResNetV2(InceptionResNet):
     1x1 conv 128, 5x5 conv 768, linear; needs 299x299 inputs.
     """
 
-    classifier_names = ("classif", "AuxLogits.fc")
     aux_head_names = ("AuxLogits",)
     stem_names = ("conv2d_1a", "conv2d_2a", "conv2d_2b", "maxpool_3a", "conv2d_3b", "conv2d_4a", "maxpool_5a",
                   "mixed_5b")
@@ -124,14 +127,10 @@ class InceptionResNetV2(InceptionResNet):
 
     def __init__(self, num_classes: int = 1000, aux_logits: bool = False, in_chans: int = 3,
                  drop_rate: float = 0.2, scales: tuple[float, float, float] = DEFAULT_SCALES) -> None:
-        super().__init__(num_classes, in_chans, min_input_size=75, aux_logits=aux_logits)
+        super().__init__(num_classes, in_chans, aux_logits)
         s35, s17, s8 = scales
-        self.conv2d_1a, self.conv2d_2a, self.conv2d_2b = stem_convs(in_chans)
-        self.maxpool_3a = max_pool_3x3_s2()
-        self.conv2d_3b = conv(64, 80, 1)
-        self.conv2d_4a = conv(80, 192, 3)
-        self.maxpool_5a = max_pool_3x3_s2()
-        self.mixed_5b = numbered_branches(
+        self.add_stem(tf_stem(in_chans))
+        self.mixed_5b = Branches.numbered(
             conv(192, 96, 1),
             [conv(192, 48, 1), conv(48, 64, 5, padding=2)],
             [conv(192, 64, 1), conv(64, 96, 3, padding=1), conv(96, 96, 3, padding=1)],
@@ -161,20 +160,15 @@ class InceptionResNetV1(InceptionResNet):
     off the summations). No aux head and no released weights (no peer).
     """
 
-    classifier_names = ("classif",)
     stem_names = ("conv2d_1a", "conv2d_2a", "conv2d_2b", "maxpool_3a", "conv2d_3b", "conv2d_4a", "conv2d_4b")
     feature_info = stage_info(("conv2d_2b", 64, 2), ("conv2d_4a", 192, 4), ("repeat", 256, 8),
                               ("repeat_1", 896, 16), ("repeat_2", 1792, 32))
 
     def __init__(self, num_classes: int = 1000, aux_logits: bool = False, in_chans: int = 3,
                  drop_rate: float = 0.2, scales: tuple[float, float, float] = DEFAULT_SCALES) -> None:
-        super().__init__(num_classes, in_chans, min_input_size=75, aux_logits=False)
+        super().__init__(num_classes, in_chans, aux_logits=False)
         s35, s17, s8 = scales
-        self.conv2d_1a, self.conv2d_2a, self.conv2d_2b = stem_convs(in_chans)
-        self.maxpool_3a = max_pool_3x3_s2()
-        self.conv2d_3b = conv(64, 80, 1)
-        self.conv2d_4a = conv(80, 192, 3)
-        self.conv2d_4b = conv(192, 256, 3, stride=2)
+        self.add_stem([*tf_stem(in_chans)[:6], conv(192, 256, 3, stride=2)])  # no last pool: a 3x3/2 conv
         self.repeat = nn.Sequential(*[block35(256, 32, (32, 32), (32, 32, 32), s35) for _ in range(5)])
         self.mixed_6a = reduction_a(256, k=192, l=192, m=256, n=384)
         self.repeat_1 = nn.Sequential(*[block_factorized(896, 128, (128, 128, 128), 7, s17) for _ in range(10)])
@@ -190,38 +184,14 @@ _PAPER = ("Szegedy et al. 2016, Inception-v4, Inception-ResNet and the Impact of
           "(arXiv:1602.07261)")
 
 
-def _build_v2(**kwargs) -> InceptionResNetV2:
-    return InceptionResNetV2(**kwargs)
-
-
-def _build_v1(**kwargs) -> InceptionResNetV1:
-    return InceptionResNetV1(**kwargs)
-
-
-register(ModelSpec(
-    name="inception_resnet_v2",
-    builder=_build_v2,
-    paper=_PAPER,
-    default_input_size=299,
-    min_input_size=75,
-    preprocess=Preprocess(input_size=299, mean=INCEPTION_MEAN, std=INCEPTION_STD, interpolation="bicubic",
-                          crop_pct=0.8975),
-    aux_heads=("AuxLogits",),
-    aux_weight=0.4,
-    aux_default=False,
-    default_recipe="inception-v4-paper",
-    peers={"timm": "inception_resnet_v2"},
-    description="Inception-ResNet-v2, timm weight-compatible; optional TF-slim aux head after the 17x17 stage",
-))
-
-register(ModelSpec(
-    name="inception_resnet_v1",
-    builder=_build_v1,
-    paper=_PAPER,
-    default_input_size=299,
-    min_input_size=75,
-    preprocess=Preprocess(input_size=299, mean=INCEPTION_MEAN, std=INCEPTION_STD, interpolation="bicubic",
-                          crop_pct=0.875),
-    default_recipe="inception-v4-paper",
-    description="Inception-ResNet-v1 as in the paper's figures (no released weights)",
-))
+register_model(
+    "inception_resnet_v2", InceptionResNetV2, _PAPER,
+    "Inception-ResNet-v2, timm weight-compatible; optional TF-slim aux head after the 17x17 stage",
+    preprocess=dataclasses.replace(INCEPTION_PREPROCESS, crop_pct=0.8975), recipe="inception-v4-paper",
+    aux_weight=0.4, peers={"timm": "inception_resnet_v2"},
+)
+register_model(
+    "inception_resnet_v1", InceptionResNetV1, _PAPER,
+    "Inception-ResNet-v1 as in the paper's figures (no released weights)",
+    preprocess=INCEPTION_PREPROCESS, recipe="inception-v4-paper",
+)

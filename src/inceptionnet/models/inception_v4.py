@@ -6,50 +6,35 @@ from __future__ import annotations
 
 from torch import nn
 
-from .base import init_weights, stage_info
-from .blocks import factorized_conv
-from .inception_v3 import (
+from .base import StagedInception, init_weights, stage_info
+from .blocks import (
+    Branches,
     InceptionAux,
-    NamedBranches,
-    StagedInception,
-    Step,
-    conv,
+    avg_pool_3x3_same,
+    factorized_conv,
     max_pool_3x3_s2,
+    reduction_a,
     split_1x3_3x1,
+    tf_stem_convs,
 )
-from .registry import INCEPTION_MEAN, INCEPTION_STD, ModelSpec, Preprocess, register
-
-
-def numbered(*branches: nn.Module | list[nn.Module]) -> list[list[Step]]:
-    """Branch specs for `NamedBranches` named `branch0`, `branch1`, ... (timm's and TF-slim's names);
-    a list becomes a Sequential, so its layers are keyed `branchI.0`, `branchI.1`, ..."""
-    return [[(f"branch{i}", nn.Sequential(*b) if isinstance(b, list) else b)] for i, b in enumerate(branches)]
-
-
-def numbered_branches(*branches: nn.Module | list[nn.Module]) -> NamedBranches:
-    """`NamedBranches` over `numbered(*branches)`."""
-    return NamedBranches(numbered(*branches))
-
-
-def avg_pool_3x3_same() -> nn.AvgPool2d:
-    """3x3/1 average pooling that ignores the padding, as TF's SAME pooling (timm's v4 and IR-v2)."""
-    return nn.AvgPool2d(3, stride=1, padding=1, count_include_pad=False)
+from .blocks import basic_conv as conv
+from .registry import INCEPTION_PREPROCESS, register_model
 
 
 def stem() -> list[nn.Module]:
     """The rest of the stem after the three 3x3 convs (Fig. 3): 147x147x64 -> 35x35x384."""
-    mixed_3a = NamedBranches([[("maxpool", max_pool_3x3_s2())], [("conv", conv(64, 96, 3, stride=2))]])
-    mixed_4a = numbered_branches(
+    mixed_3a = Branches([[("maxpool", max_pool_3x3_s2())], [("conv", conv(64, 96, 3, stride=2))]])
+    mixed_4a = Branches.numbered(
         [conv(160, 64, 1), conv(64, 96, 3)],
         [conv(160, 64, 1), *factorized_conv(64, 64, 7), conv(64, 96, 3)],
     )
-    mixed_5a = NamedBranches([[("conv", conv(192, 192, 3, stride=2))], [("maxpool", max_pool_3x3_s2())]])
+    mixed_5a = Branches([[("conv", conv(192, 192, 3, stride=2))], [("maxpool", max_pool_3x3_s2())]])
     return [mixed_3a, mixed_4a, mixed_5a]
 
 
-def inception_a(in_ch: int = 384) -> NamedBranches:
+def inception_a(in_ch: int = 384) -> Branches:
     """35x35 Inception-A (Fig. 4): 384 -> 384 channels."""
-    return numbered_branches(
+    return Branches.numbered(
         conv(in_ch, 96, 1),
         [conv(in_ch, 64, 1), conv(64, 96, 3, padding=1)],
         [conv(in_ch, 64, 1), conv(64, 96, 3, padding=1), conv(96, 96, 3, padding=1)],
@@ -57,19 +42,9 @@ def inception_a(in_ch: int = 384) -> NamedBranches:
     )
 
 
-def reduction_a(in_ch: int, k: int, l: int, m: int, n: int) -> NamedBranches:
-    """35x35 -> 17x17 Reduction-A (Fig. 7) with the paper's filter counts k, l, m, n (Table 1):
-    in_ch -> in_ch + n + m channels. Shared by v4 and both Inception-ResNets."""
-    return numbered_branches(
-        conv(in_ch, n, 3, stride=2),
-        [conv(in_ch, k, 1), conv(k, l, 3, padding=1), conv(l, m, 3, stride=2)],
-        max_pool_3x3_s2(),
-    )
-
-
-def inception_b(in_ch: int = 1024) -> NamedBranches:
+def inception_b(in_ch: int = 1024) -> Branches:
     """17x17 Inception-B (Fig. 5): 1024 -> 1024 channels."""
-    return numbered_branches(
+    return Branches.numbered(
         conv(in_ch, 384, 1),
         [conv(in_ch, 192, 1), *factorized_conv(192, 256, 7, mid_ch=224)],
         [conv(in_ch, 192, 1), *factorized_conv(192, 224, 7, mid_ch=192, order="nx1"),
@@ -78,18 +53,18 @@ def inception_b(in_ch: int = 1024) -> NamedBranches:
     )
 
 
-def reduction_b(in_ch: int = 1024) -> NamedBranches:
+def reduction_b(in_ch: int = 1024) -> Branches:
     """17x17 -> 8x8 Reduction-B (Fig. 8): 1024 -> 1536 channels."""
-    return numbered_branches(
+    return Branches.numbered(
         [conv(in_ch, 192, 1), conv(192, 192, 3, stride=2)],
         [conv(in_ch, 256, 1), *factorized_conv(256, 320, 7, mid_ch=256), conv(320, 320, 3, stride=2)],
         max_pool_3x3_s2(),
     )
 
 
-def inception_c(in_ch: int = 1536) -> NamedBranches:
+def inception_c(in_ch: int = 1536) -> Branches:
     """8x8 Inception-C (Fig. 6): 1536 -> 1536 channels."""
-    return NamedBranches([
+    return Branches([
         [("branch0", conv(in_ch, 256, 1))],
         [("branch1_0", conv(in_ch, 384, 1)), split_1x3_3x1("branch1_1", 384, 256)],
         [("branch2_0", conv(in_ch, 384, 1)), ("branch2_1", conv(384, 448, (3, 1), padding=(1, 0))),
@@ -117,7 +92,6 @@ class InceptionV4(StagedInception):
     """
 
     head_name = "last_linear"
-    classifier_names = ("last_linear", "AuxLogits.fc")
     aux_head_names = ("AuxLogits",)
     aux_tap = "features.17"  # the 7th Inception-B (17x17x1024)
     feature_info = stage_info(("features.2", 64, 2), ("features.3", 160, 4), ("features.9", 384, 8),
@@ -125,11 +99,9 @@ class InceptionV4(StagedInception):
 
     def __init__(self, num_classes: int = 1000, aux_logits: bool = False, in_chans: int = 3,
                  drop_rate: float = 0.2) -> None:
-        super().__init__(num_classes, in_chans, min_input_size=75, aux_logits=aux_logits)
+        super().__init__(num_classes, in_chans, aux_logits)
         self.features = nn.Sequential(
-            conv(in_chans, 32, 3, stride=2),
-            conv(32, 32, 3),
-            conv(32, 64, 3, padding=1),
+            *tf_stem_convs(in_chans),
             *stem(),
             *[inception_a() for _ in range(4)],
             reduction_a(384, k=192, l=224, m=256, n=384),
@@ -146,23 +118,10 @@ class InceptionV4(StagedInception):
         return [(f"features.{i}", layer) for i, layer in enumerate(self.features)]
 
 
-def _build(**kwargs) -> InceptionV4:
-    return InceptionV4(**kwargs)
-
-
-register(ModelSpec(
-    name="inception_v4",
-    builder=_build,
-    paper="Szegedy et al. 2016, Inception-v4, Inception-ResNet and the Impact of Residual Connections on Learning "
-          "(arXiv:1602.07261)",
-    default_input_size=299,
-    min_input_size=75,
-    preprocess=Preprocess(input_size=299, mean=INCEPTION_MEAN, std=INCEPTION_STD, interpolation="bicubic",
-                          crop_pct=0.875),
-    aux_heads=("AuxLogits",),
-    aux_weight=0.4,
-    aux_default=False,
-    default_recipe="inception-v4-paper",
-    peers={"timm": "inception_v4"},
-    description="Inception-v4, timm weight-compatible; optional TF-slim aux head after the 17x17 stage",
-))
+register_model(
+    "inception_v4", InceptionV4,
+    "Szegedy et al. 2016, Inception-v4, Inception-ResNet and the Impact of Residual Connections on Learning "
+    "(arXiv:1602.07261)",
+    "Inception-v4, timm weight-compatible; optional TF-slim aux head after the 17x17 stage",
+    preprocess=INCEPTION_PREPROCESS, recipe="inception-v4-paper", aux_weight=0.4, peers={"timm": "inception_v4"},
+)

@@ -1,20 +1,29 @@
-"""The model registry: one `ModelSpec` per name, `create_model`, `list_models`, `get_spec`."""
+"""The model registry: one `ModelSpec` per name, `register_model` (the spec helper each family registers
+its names with), `create_model`, `list_models`, `get_spec`, and the preprocessing constants.
+
+This module imports no model family: each family imports it and registers its names when imported, and
+`models/__init__.py` imports every family, so importing anything under `inceptionnet.models` registers all.
+"""
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from torch import nn
 
 from ..errors import ConfigError
+from .base import InceptionClassifier
 from .features import FeatureExtractor
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 INCEPTION_MEAN = (0.5, 0.5, 0.5)
 INCEPTION_STD = (0.5, 0.5, 0.5)
+CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
+CIFAR_STD = (0.2470, 0.2435, 0.2616)
 
 
 @dataclass(frozen=True)
@@ -47,6 +56,12 @@ class Preprocess:
         return cls(**d)
 
 
+IMAGENET_PREPROCESS = Preprocess()
+# The TF-trained Inception-v3/v4/ResNet releases: [-1, 1] inputs, bicubic resize, 299x299.
+INCEPTION_PREPROCESS = Preprocess(input_size=299, mean=INCEPTION_MEAN, std=INCEPTION_STD, interpolation="bicubic")
+CIFAR_PREPROCESS = Preprocess(input_size=32, mean=CIFAR_MEAN, std=CIFAR_STD, crop_pct=1.0)
+
+
 @dataclass(frozen=True)
 class ModelSpec:
     """What is known about a registered model before it is built.
@@ -59,7 +74,6 @@ class ModelSpec:
     name: str
     builder: Callable[..., nn.Module]
     paper: str
-    default_input_size: int
     min_input_size: int
     preprocess: Preprocess
     aux_heads: tuple[str, ...] = ()
@@ -68,6 +82,11 @@ class ModelSpec:
     default_recipe: str = "finetune"
     peers: dict[str, str] = field(default_factory=dict)
     description: str = ""
+
+    @property
+    def default_input_size(self) -> int:
+        """The input side the model is trained and evaluated at: its preprocessing's."""
+        return self.preprocess.input_size
 
 
 _REGISTRY: dict[str, ModelSpec] = {}
@@ -81,20 +100,30 @@ def register(spec: ModelSpec) -> ModelSpec:
     return spec
 
 
-def _ensure_loaded() -> None:
-    # Importing the package registers every model; done lazily so `registry` has no import cycle.
-    from . import _all  # noqa: F401
+def register_model(name: str, arch: type[InceptionClassifier], paper: str, description: str, *,
+                   preprocess: Preprocess = IMAGENET_PREPROCESS, recipe: str = "finetune", aux_weight: float = 0.0,
+                   aux_default: bool = False, peers: dict[str, str] | None = None, **arch_kwargs) -> ModelSpec:
+    """Register `name`, built as `arch(**arch_kwargs, num_classes=..., aux_logits=..., in_chans=...)`, giving
+    only what differs between models. The minimum input size and the aux heads are the architecture's
+    (`arch.min_input_for`, `arch.aux_heads_for`); `aux_weight` and `aux_default` apply only where there
+    are aux heads; the default input size is the preprocessing's.
+    """
+    aux_heads = arch.aux_heads_for(**arch_kwargs)
+    return register(ModelSpec(
+        name=name, builder=functools.partial(arch, **arch_kwargs), paper=paper,
+        min_input_size=arch.min_input_for(**arch_kwargs), preprocess=preprocess, aux_heads=aux_heads,
+        aux_weight=aux_weight if aux_heads else 0.0, aux_default=aux_default and bool(aux_heads),
+        default_recipe=recipe, peers=peers or {}, description=description,
+    ))
 
 
 def list_models() -> list[str]:
     """Names of every registered model, sorted."""
-    _ensure_loaded()
     return sorted(_REGISTRY)
 
 
 def get_spec(name: str) -> ModelSpec:
     """The `ModelSpec` of `name`; a `ConfigError` naming the known models if there is none."""
-    _ensure_loaded()
     try:
         return _REGISTRY[name]
     except KeyError:

@@ -24,8 +24,7 @@ from torchvision.models.resnet import BasicBlock
 from torchvision.models.resnet import ResNet as TorchvisionResNet
 
 from .base import InceptionClassifier, init_weights, stage_info
-from .compact import CIFAR_PREPROCESS
-from .registry import ModelSpec, Preprocess, register
+from .registry import CIFAR_PREPROCESS, register_model
 
 PAPER = "He et al. 2015, Deep Residual Learning for Image Recognition (arXiv:1512.03385)"
 TF2_COURSE = "The TF2 course (TensorFlow 2.1 notes, ResNet18/ResNet34)"
@@ -38,10 +37,9 @@ class ResNet(InceptionClassifier):
 
     classifier_names = ("fc",)
 
-    def __init__(self, layers: Sequence[int], num_classes: int = 1000, in_chans: int = 3,
+    def __init__(self, layers: Sequence[int], num_classes: int = 1000, aux_logits: bool = False, in_chans: int = 3,
                  cifar_stem: bool = False) -> None:
-        # The smallest input is the total stride, where layer4 is 1x1.
-        super().__init__(num_classes, in_chans, min_input_size=8 if cifar_stem else 32, aux_logits=False)
+        super().__init__(num_classes, in_chans, aux_logits=False, min_input_size=self.min_input_for(cifar_stem))
         net = TorchvisionResNet(BasicBlock, list(layers), num_classes=num_classes)
         if cifar_stem:
             net.conv1 = nn.Conv2d(in_chans, 64, 3, stride=1, padding=1, bias=False)
@@ -55,6 +53,11 @@ class ResNet(InceptionClassifier):
             (f"layer{i + 1}", 64 * 2 ** i, stem_stride * 2 ** (i + (0 if cifar_stem else 1))) for i in range(4)))
         init_weights(self)
 
+    @classmethod
+    def min_input_for(cls, cifar_stem: bool = False, **arch_kwargs) -> int:
+        """The total stride (8 with the CIFAR stem, else 32), where layer4 is 1x1."""
+        return 8 if cifar_stem else 32
+
     def feature_layers(self) -> list[tuple[str, nn.Module]]:
         names = ("conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "layer4")
         return [(name, getattr(self, name)) for name in names]
@@ -64,24 +67,16 @@ class ResNet(InceptionClassifier):
         return self.fc(torch.flatten(self.avgpool(x), 1)), []
 
 
-def _builder(layers: Sequence[int], cifar_stem: bool):
-    def build(num_classes: int = 1000, aux_logits: bool = False, in_chans: int = 3) -> ResNet:
-        return ResNet(layers, num_classes, in_chans, cifar_stem)
-
-    return build
-
-
 for _name, _layers in STAGES.items():
-    register(ModelSpec(
-        name=f"{_name}_cifar", builder=_builder(_layers, cifar_stem=True), paper=f"{TF2_COURSE}; {PAPER}",
-        default_input_size=32, min_input_size=8, preprocess=CIFAR_PREPROCESS, default_recipe="cifar",
-        description=f"{_name.capitalize()} for 32x32 inputs as in the TF2 course: 3x3/1 stem conv of 64, no max-pool, "
-                    f"BasicBlocks {list(_layers)}, global pool, linear (torchvision key names).",
-    ))
-    register(ModelSpec(
-        name=_name, builder=_builder(_layers, cifar_stem=False), paper=PAPER, default_input_size=224,
-        min_input_size=32, preprocess=Preprocess(input_size=224, crop_pct=0.875), default_recipe="finetune",
-        peers={"torchvision": _name},
-        description=f"torchvision's {_name} (BasicBlocks {list(_layers)}) under the model contract; loads "
-                    "torchvision state_dicts key for key.",
-    ))
+    register_model(
+        f"{_name}_cifar", ResNet, f"{TF2_COURSE}; {PAPER}",
+        f"{_name.capitalize()} for 32x32 inputs as in the TF2 course: 3x3/1 stem conv of 64, no max-pool, "
+        f"BasicBlocks {list(_layers)}, global pool, linear (torchvision key names).",
+        preprocess=CIFAR_PREPROCESS, recipe="cifar", layers=_layers, cifar_stem=True,
+    )
+    register_model(
+        _name, ResNet, PAPER,
+        f"torchvision's {_name} (BasicBlocks {list(_layers)}) under the model contract; loads "
+        "torchvision state_dicts key for key.",
+        peers={"torchvision": _name}, layers=_layers,
+    )
