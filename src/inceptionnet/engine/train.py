@@ -134,8 +134,7 @@ class Trainer:
         if self.img_size < self.spec.min_input_size:
             raise ConfigError(f"--img-size {self.img_size} is below {options.model}'s minimum input size "
                               f"{self.spec.min_input_size}")
-        self.aux_logits = bool(self.spec.aux_heads) and (
-            self.spec.aux_default if recipe.aux_logits is None else recipe.aux_logits)
+        self.aux_logits = self.spec.uses_aux(recipe.aux_logits)
         self.aux_weight = self.spec.aux_weight if recipe.aux_weight is None else recipe.aux_weight
         self.preprocess = dataclasses.replace(start_preprocess(self.spec, options.weights), input_size=self.img_size)
         self.precision = training_precision(recipe.precision, self.device)

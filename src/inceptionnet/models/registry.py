@@ -88,6 +88,11 @@ class ModelSpec:
         """The input side the model is trained and evaluated at: its preprocessing's."""
         return self.preprocess.input_size
 
+    def uses_aux(self, requested: bool | None) -> bool:
+        """Whether the model is built with aux heads when `requested` (None: the spec's default); never for a
+        model that has none (a recipe's aux heads do not apply to it)."""
+        return bool(self.aux_heads) and (self.aux_default if requested is None else requested)
+
 
 _REGISTRY: dict[str, ModelSpec] = {}
 
@@ -149,11 +154,9 @@ def create_model(
     spec = get_spec(name)
     if num_classes < 1:
         raise ConfigError(f"--num-classes must be at least 1, got {num_classes}")
-    if aux_logits is None:
-        aux_logits = spec.aux_default
     if aux_logits and not spec.aux_heads:
         raise ConfigError(f"model {name!r} has no auxiliary heads")
-    model = spec.builder(num_classes=num_classes, aux_logits=aux_logits, in_chans=in_chans, **kwargs)
+    model = spec.builder(num_classes=num_classes, aux_logits=spec.uses_aux(aux_logits), in_chans=in_chans, **kwargs)
     model.spec = spec
     if features_only:
         return FeatureExtractor(model, out_indices)
