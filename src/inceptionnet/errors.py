@@ -19,3 +19,8 @@ class WeightsError(InceptionNetError):
 
 class InputSizeError(InceptionNetError, ValueError):
     """An input tensor with the wrong shape for the model (too small, wrong channel count)."""
+
+
+class NotAModelFileError(WeightsError):
+    """A file given as a model that holds no inceptionnet model: text, foreign data, pickled code, or weights
+    without the metadata that says which model they belong to."""
