@@ -210,8 +210,14 @@ def read_metadata(source: str | os.PathLike) -> dict[str, Any]:
     elif kind == "safetensors":
         meta = decode_metadata(_safetensors_header(resolve(source)), resolve(source))
     else:
-        meta = {key: value for key, value in read_checkpoint(source).items() if key in META_KEYS}
+        meta = _checkpoint_metadata(read_checkpoint(source))
     return {**meta, "kind": kind}
+
+
+def _checkpoint_metadata(ckpt: Mapping[str, Any]) -> dict[str, Any]:
+    # As JSON gives it (lists, not tuples), so that a .pt and a .safetensors of one model give equal metadata.
+    return {key: json.loads(json.dumps(value, default=str)) if key in JSON_KEYS else value
+            for key, value in ckpt.items() if key in META_KEYS}
 
 
 def _safetensors_header(path: Path) -> dict[str, str]:
@@ -268,7 +274,7 @@ def load_model(source: str | os.PathLike) -> LoadedModel:
     else:
         ckpt = read_checkpoint(source)
         weights = ckpt["ema"] if ckpt.get("ema") is not None else ckpt["model"]
-        meta, origin = {key: ckpt[key] for key in META_KEYS if key in ckpt}, ckpt["path"]
+        meta, origin = _checkpoint_metadata(ckpt), ckpt["path"]
     return _loaded(build_model(meta, weights, origin), meta, origin, kind)
 
 
