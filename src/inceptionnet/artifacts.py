@@ -38,7 +38,6 @@ REQUIRED_KEYS = ("model_name", "model_kwargs", "class_names", "preprocess")
 META_KEYS = ("format", "version", *REQUIRED_KEYS, "layout", "config", "precision")
 JSON_KEYS = ("version", "model_kwargs", "class_names", "preprocess", "config")
 EXPECTED = "expected an inceptionnet checkpoint (.pt), a .safetensors written by export/convert, or an .onnx"
-KINDS = ("checkpoint", "safetensors", "onnx", "weights")
 
 
 @dataclass
@@ -46,7 +45,7 @@ class LoadedModel:
     """A model ready for inference: `model` maps (N, C, S, S) float images to (N, num_outputs) logits (an eval-mode
     nn.Module without aux heads, or an `OnnxModel` session); `preprocess` and `class_names` say how to feed it and
     read it; `meta` is the file's decoded metadata; `source` is the file (or weights tag) it came from and `kind`
-    one of KINDS."""
+    one of "checkpoint" (.pt), "safetensors", "onnx" or "weights" (a weights tag)."""
 
     model: Any
     preprocess: Preprocess
@@ -141,7 +140,7 @@ def resolve(source: str | os.PathLike) -> Path:
 
 
 def model_kind(source: str | os.PathLike) -> str:
-    """What `source` is, one of KINDS: a registered weights tag that is no file, else the kind of the file
+    """What `source` is (a `LoadedModel.kind`): a registered weights tag that is no file, else the kind of the file
     (run folders resolved) recognised by its first bytes; a NotAModelFileError for anything else."""
     from .weights import is_weights_tag
 
