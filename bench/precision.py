@@ -66,15 +66,15 @@ def speed(args: argparse.Namespace) -> None:
 
 
 def agreement(args: argparse.Namespace) -> None:
-    from inceptionnet.engine.checkpoint import load_checkpoint
+    from inceptionnet.artifacts import load_model
     from inceptionnet.evaluate.ensemble import load_member
     from inceptionnet.evaluate.runner import load_eval_data, training_data
     from inceptionnet.evaluate.tta import MultiCropTransform
     from inceptionnet.runtime import resolve_device
 
-    ckpt = load_checkpoint(args.checkpoint)
-    data, val_split, seed = training_data(ckpt, None, None, None)
-    members = {p: load_member(ckpt, resolve_device("cpu"), precision=p) for p in ("fp32", "bf16")}
+    loaded = load_model(args.checkpoint)
+    data, val_split, seed = training_data(loaded.meta, None, None, None)
+    members = {p: load_member(loaded, resolve_device("cpu"), precision=p) for p in ("fp32", "bf16")}
     eval_data = load_eval_data(data, MultiCropTransform("center", members["fp32"].preprocess), "val", val_split,
                                seed)
     predictions = {p: [] for p in members}

@@ -19,18 +19,18 @@ import torch
 
 from common import Contender, alternate, cpu_model, warm_up
 from inceptionnet import fast
+from inceptionnet.artifacts import LoadedModel, load_model
 from inceptionnet.data.datasets import build_datasets
 from inceptionnet.deploy.onnx_model import OnnxModel
 from inceptionnet.deploy.quantize import quantize
-from inceptionnet.engine.checkpoint import load_checkpoint, model_from_checkpoint
 from inceptionnet.evaluate.runner import evaluate, training_data
 from inceptionnet.export import export
 from inceptionnet.runtime import set_threads
 
 
-def link_training_split(ckpt: dict, folder: Path) -> Path:
+def link_training_split(loaded: LoadedModel, folder: Path) -> Path:
     """A folder of class folders holding symlinks to the checkpoint's training-split images."""
-    data, val_split, seed = training_data(ckpt, None, None, None)
+    data, val_split, seed = training_data(loaded.meta, None, None, None)
     train = build_datasets(data, val_split, seed, None, None).train
     for i, (path, label) in enumerate(train.samples):
         target = folder / str(label) / f"{i}{Path(path).suffix}"
@@ -39,9 +39,9 @@ def link_training_split(ckpt: dict, folder: Path) -> Path:
     return folder
 
 
-def pytorch_contenders(ckpt: dict, x: torch.Tensor, calls: int, compile_too: bool) -> list[Contender]:
+def pytorch_contenders(loaded: LoadedModel, x: torch.Tensor, calls: int, compile_too: bool) -> list[Contender]:
     """Our PyTorch inference paths: the fused eager graph (the default) and, optionally, torch.compile."""
-    model, _, _ = model_from_checkpoint(ckpt)
+    model = loaded.model
     backends = ["eager", "compile"] if compile_too else ["eager"]
     out = []
     for backend in backends:
@@ -58,13 +58,13 @@ def _repeat(run, x: torch.Tensor, calls: int):
     return step
 
 
-def throughput(ckpt: dict, fp32: Path, int8: Path, batch: int, threads: int, rounds: int,
+def throughput(loaded: LoadedModel, fp32: Path, int8: Path, batch: int, threads: int, rounds: int,
                compile_too: bool) -> list[Contender]:
     """Alternating-round timing of every contender at `batch` images per call."""
-    size = ckpt["preprocess"]["input_size"]
+    size = loaded.preprocess.input_size
     x = torch.randn(batch, 3, size, size)
     calls = max(1, 64 // batch)
-    contenders = pytorch_contenders(ckpt, x, calls, compile_too)
+    contenders = pytorch_contenders(loaded, x, calls, compile_too)
     for name, path in (("onnxruntime fp32", fp32), ("onnxruntime int8", int8)):
         contenders.append(Contender(name, _repeat(OnnxModel(path, threads=threads), x, calls), calls * batch, 0))
     for c in contenders:
@@ -83,13 +83,13 @@ def main() -> None:
     parser.add_argument("--compile", action="store_true", help="also time torch.compile (slow to build)")
     args = parser.parse_args()
     set_threads(args.threads)
-    ckpt = load_checkpoint(args.checkpoint)
+    loaded = load_model(args.checkpoint)
     with tempfile.TemporaryDirectory(prefix="bench-quantize-") as tmp:
         tmp = Path(tmp)
-        calib = link_training_split(ckpt, tmp / "calib")
-        export(ckpt, "onnx", tmp / "fp32.onnx")
-        result = quantize(ckpt, calib, tmp / "int8.onnx", num_images=args.num_images, method=args.method)
-        print(f"## int8 quantization of {ckpt['model_name']} ({args.checkpoint})\n")
+        calib = link_training_split(loaded, tmp / "calib")
+        export(loaded, "onnx", tmp / "fp32.onnx")
+        result = quantize(args.checkpoint, calib, tmp / "int8.onnx", num_images=args.num_images, method=args.method)
+        print(f"## int8 quantization of {loaded.meta['model_name']} ({args.checkpoint})\n")
         print(f"cpu: {cpu_model()}, {args.threads} thread(s); calibration: {result['calibration_images']} training "
               f"images, {args.method}\n")
         print("| model | top-1 | top-5 | loss | images |\n|---|---|---|---|---|")
@@ -104,7 +104,7 @@ def main() -> None:
         print(f"\nint8 top-1 drop vs PyTorch fp32: {top1['PyTorch fp32'] - top1['onnxruntime int8']:+.2f} points\n")
         print("| batch | contender | images/s (median) | int8 speed-up over it |\n|---|---|---|---|")
         for batch in (1, 16):
-            contenders = throughput(ckpt, tmp / "fp32.onnx", tmp / "int8.onnx", batch, args.threads, args.rounds,
+            contenders = throughput(loaded, tmp / "fp32.onnx", tmp / "int8.onnx", batch, args.threads, args.rounds,
                                     args.compile)
             int8 = contenders[-1].images_per_s()
             for c in contenders:

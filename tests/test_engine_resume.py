@@ -67,13 +67,18 @@ def size(path: Path) -> int:
         return 0
 
 
+# The model metadata every checkpoint carries (the weights here are no model's: only the file is under test).
+META = {"model_name": "inception_cifar", "model_kwargs": {"num_classes": 2}, "class_names": ["a", "b"],
+        "preprocess": {}}
+
+
 def test_checkpoint_write_killed_midway_leaves_the_old_file_loadable(tmp_path):
     path = tmp_path / "last.pt"
-    save_checkpoint(path, {"model": {"w": torch.arange(4.0)}, "step": 1})
+    save_checkpoint(path, {**META, "model": {"w": torch.arange(4.0)}, "step": 1})
     writer = textwrap.dedent(f"""
         import torch
         from inceptionnet.engine.checkpoint import save_checkpoint
-        big = {{"model": {{"w": torch.ones(60_000_000)}}, "step": 2}}  # 240 MB: slow enough to interrupt
+        big = {{**{META!r}, "model": {{"w": torch.ones(60_000_000)}}, "step": 2}}  # 240 MB: slow enough to interrupt
         while True:
             save_checkpoint({str(path)!r}, big)
     """)

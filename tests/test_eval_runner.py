@@ -18,7 +18,7 @@ from inceptionnet.data.datasets import build_datasets
 from inceptionnet.data.folder import ImageDataset, scan_image_folder
 from inceptionnet.data.synthetic import ensure_synthetic_dataset
 from inceptionnet.data.transforms import build_eval_transform
-from inceptionnet.engine.checkpoint import load_checkpoint, save_checkpoint
+from inceptionnet.engine.checkpoint import save_checkpoint
 from inceptionnet.evaluate.ensemble import load_members
 from inceptionnet.evaluate.runner import PerMemberTransform, iter_probabilities
 from inceptionnet.evaluate.tta import MultiCropTransform
@@ -62,19 +62,16 @@ def colour_folder(tmp_path):
 def colour_checkpoints(tmp_path, monkeypatch):
     """Two checkpoint files whose models are ColourModels (scale 1 and 2, different input sizes)."""
     paths = []
-    for i in (1, 2):
+    for i, pre in ((1, PRE), (2, Preprocess(**{**PRE.to_dict(), "input_size": 12}))):
         path = tmp_path / f"colour{i}.pt"
         save_checkpoint(path, {"model_name": "inception_cifar", "model_kwargs": {"num_classes": 3},
-                               "class_names": NAMES, "preprocess": PRE.to_dict(), "model": {}, "ema": None})
+                               "class_names": NAMES, "preprocess": pre.to_dict(), "model": {}, "ema": None})
         paths.append(path)
 
-    def fake_model_from_checkpoint(ckpt, use_ema=True, aux_logits=False):
-        ckpt = ckpt if isinstance(ckpt, dict) else load_checkpoint(ckpt)
-        scale = 2.0 if str(ckpt["path"]).endswith("colour2.pt") else 1.0
-        pre = PRE if scale == 1.0 else Preprocess(**{**PRE.to_dict(), "input_size": 12})
-        return ColourModel(scale).eval(), pre, list(ckpt["class_names"])
+    def fake_build_model(meta, state_dict, origin):
+        return ColourModel(2.0 if origin.endswith("colour2.pt") else 1.0).eval()
 
-    monkeypatch.setattr("inceptionnet.engine.checkpoint.model_from_checkpoint", fake_model_from_checkpoint)
+    monkeypatch.setattr("inceptionnet.artifacts.build_model", fake_build_model)
     return paths
 
 
@@ -132,7 +129,7 @@ def test_ensemble_of_different_classes_exits_2(colour_folder, colour_checkpoints
 
 def test_error_paths_exit_2_with_one_line(colour_folder, colour_checkpoints, tmp_path, capsys):
     cases = [
-        (["eval", str(tmp_path / "missing.pt"), "--data", str(colour_folder)], "checkpoint not found"),
+        (["eval", str(tmp_path / "missing.pt"), "--data", str(colour_folder)], "model file not found"),
         (["eval", str(colour_checkpoints[0]), "--data", str(colour_folder), "--tta", "12crop"], "--tta"),
         (["eval", str(colour_checkpoints[0]), "--data", str(tmp_path / "nowhere")], "nowhere"),
         (["eval", str(colour_checkpoints[0]), "--data", str(colour_folder), "--split", "most"], "--split"),

@@ -9,9 +9,10 @@ from torch import nn
 
 import inceptionnet
 from inceptionnet import create_model, fast, get_spec, list_models
+from inceptionnet.artifacts import load_model
 from inceptionnet.cli import main
-from inceptionnet.engine.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
-from inceptionnet.export import ExportError, export, load_safetensors_model
+from inceptionnet.engine.checkpoint import load_checkpoint, save_checkpoint
+from inceptionnet.export import ExportError, export
 
 CLASSES = ["a", "b", "c", "d", "e"]
 
@@ -43,7 +44,7 @@ def export_input_size(name):
 def test_every_model_exports_with_parity(tmp_path, name, fmt):
     ckpt = make_checkpoint(tmp_path / "m.pt", name)
     size = export_input_size(name)
-    model, _, _ = model_from_checkpoint(ckpt)
+    model = load_model(ckpt).model
     with torch.no_grad():
         scale = float(model(torch.randn(2, 3, size, size)).abs().max())
     # Random deep networks reach logits near 1e3 (inception_v4), where float32 rounding alone passes 1e-4:
@@ -66,10 +67,10 @@ def test_exported_files_carry_what_deployment_needs(tmp_path):
     assert [o.name for o in proto.graph.output] == ["logits"]  # no aux outputs
 
     export(ckpt, "safetensors", tmp_path / "m.safetensors")
-    model = load_safetensors_model(tmp_path / "m.safetensors")
+    model = load_model(tmp_path / "m.safetensors").model
     assert not any(k.startswith("aux") for k in model.state_dict())
     x = torch.randn(4, 3, 32, 32)
-    eager, _, _ = model_from_checkpoint(ckpt)
+    eager = load_model(ckpt).model
     with torch.no_grad():
         assert torch.allclose(model(x), eager(x), atol=1e-5)
 
@@ -133,7 +134,8 @@ def test_cli_export_and_errors(tmp_path, capsys):
     assert main(["export", str(ckpt), "--format", "tflite", "--out", str(tmp_path / "m.x")]) == 2
     assert capsys.readouterr().err.strip().count("\n") == 0
     assert main(["export", str(tmp_path / "missing.pt"), "--format", "onnx", "--out", str(tmp_path / "x")]) == 2
-    assert "checkpoint not found" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "missing.pt" in err and "not found" in err
 
 
 def test_python_api_is_callable_as_documented(tmp_path):
@@ -149,6 +151,7 @@ def test_the_tolerance_scales_with_the_logits(tmp_path, monkeypatch):
     ckpt = load_checkpoint(path)
     classifier = [k for k, v in ckpt["model"].items() if v.dim() == 2][-1]
     ckpt["model"][classifier] = ckpt["model"][classifier] * 1e4  # logits in the thousands
+    path = save_checkpoint(tmp_path / "large.pt", ckpt)
     monkeypatch.setattr(fast, "optimize", lambda model, **kwargs: _Shifted(model))
-    result = export(ckpt, "torchscript", tmp_path / "m.ts")  # off by 1e-3, allowed 1e-4 x |logits| > 0.1
+    result = export(path, "torchscript", tmp_path / "m.ts")  # off by 1e-3, allowed 1e-4 x |logits| > 0.1
     assert 0.9e-3 < result["max_abs_diff"] < 1.1e-3

@@ -56,14 +56,16 @@ def test_json_on_a_folder_with_a_corrupt_file(checkpoint, folder, capsys):
 
 
 def test_probabilities_are_the_models_softmax(checkpoint, folder):
+    from inceptionnet.artifacts import load_model
     from inceptionnet.data.images import load_image
     from inceptionnet.data.transforms import build_eval_transform
-    from inceptionnet.engine.checkpoint import model_from_checkpoint
 
     (result,) = inceptionnet.predict(checkpoint, folder / "top.png", topk=len(CLASSES))
-    model, pre, names = model_from_checkpoint(checkpoint)
+    loaded = load_model(checkpoint)
+    names = loaded.class_names
     with torch.no_grad():
-        probs = model(build_eval_transform(pre)(load_image(folder / "top.png"))[None]).softmax(1)[0]
+        image = build_eval_transform(loaded.preprocess)(load_image(folder / "top.png"))
+        probs = loaded.model(image[None]).softmax(1)[0]
     got = {p["class"]: p["probability"] for p in result["predictions"]}
     assert got == pytest.approx({n: float(p) for n, p in zip(names, probs, strict=True)}, abs=1e-6)
 

@@ -170,7 +170,7 @@ def test_non_finite_losses_are_skipped_then_abort(tmp_path, monkeypatch):
 
 @pytest.mark.slow
 def test_short_demo_writes_its_run_folder(tmp_path, capsys):
-    from inceptionnet.engine.checkpoint import model_from_checkpoint
+    from inceptionnet.artifacts import load_model
     from inceptionnet.recipes import get_recipe
 
     out = tmp_path / "demo"
@@ -181,10 +181,10 @@ def test_short_demo_writes_its_run_folder(tmp_path, capsys):
         assert (out / name).is_file(), name
     report = json.loads((out / "report.json").read_text())
     assert report["epochs_run"] == 1 and 0.0 <= report["best_val_acc"] <= 1.0
-    model, preprocess, class_names = model_from_checkpoint(out / "best.pt")
+    loaded = load_model(out / "best.pt")
     size = get_recipe("demo").img_size
-    assert len(class_names) == 10 and preprocess.input_size == size
-    assert model(torch.zeros(2, 3, size, size)).shape == (2, 10)
+    assert len(loaded.class_names) == 10 and loaded.preprocess.input_size == size
+    assert loaded.model(torch.zeros(2, 3, size, size)).shape == (2, 10)
 
 
 @pytest.mark.slow

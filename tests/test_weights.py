@@ -93,9 +93,15 @@ def test_unreadable_and_missing_files(tmp_path):
         load_weights(Tiny(), tmp_path / "nope.pt")
 
 
+def checkpoint_state(step: int) -> dict:
+    """A minimal training checkpoint: model metadata, no weights, a step count."""
+    return {"model_name": "inception_cifar", "model_kwargs": {"num_classes": 2}, "class_names": ["a", "b"],
+            "preprocess": {}, "model": {}, "step": step}
+
+
 def test_atomic_write_keeps_old_file_when_writer_dies(tmp_path):
     target = tmp_path / "last.pt"
-    save_checkpoint(target, {"step": 1})
+    save_checkpoint(target, checkpoint_state(1))
 
     def dies(tmp):
         with open(tmp, "wb") as f:
@@ -111,11 +117,11 @@ def test_atomic_write_keeps_old_file_when_writer_dies(tmp_path):
 @pytest.mark.parametrize("can_link", [True, False])
 def test_atomic_copy_stays_independent_of_its_source(tmp_path, monkeypatch, can_link):
     last, best = tmp_path / "last.pt", tmp_path / "best.pt"
-    save_checkpoint(last, {"step": 1})
+    save_checkpoint(last, checkpoint_state(1))
     if not can_link:  # a filesystem without hard links: the bytes are copied
         monkeypatch.setattr(fileio.os, "link", lambda *a: (_ for _ in ()).throw(OSError("no links here")))
     atomic_copy(last, best)
     assert (best.stat().st_ino == last.stat().st_ino) == can_link
-    save_checkpoint(last, {"step": 2})  # replaced by rename: best keeps the old checkpoint
+    save_checkpoint(last, checkpoint_state(2))  # replaced by rename: best keeps the old checkpoint
     assert load_checkpoint(best)["step"] == 1 and load_checkpoint(last)["step"] == 2
     assert sorted(p.name for p in tmp_path.iterdir()) == ["best.pt", "last.pt"]

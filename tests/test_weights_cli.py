@@ -12,6 +12,7 @@ from torchvision.models._meta import _IMAGENET_CATEGORIES
 
 from image_folders import make_image_folder
 from inceptionnet import create_model
+from inceptionnet.artifacts import read_metadata
 from inceptionnet.cli import main
 from inceptionnet.engine.checkpoint import load_checkpoint
 from inceptionnet.train_api import prepare_run
@@ -47,8 +48,7 @@ def test_predict_pretrained_prints_imagenet_names_with_the_weights_preprocessing
     results = json.loads(capsys.readouterr().out)
     assert len(results) == 2 and all(p["class"] == _IMAGENET_CATEGORIES[p["index"]]
                                      for r in results for p in r["predictions"])
-    ckpt = load_checkpoint("resnet18.tv_in1k")
-    assert ckpt["preprocess"] == get_weights("resnet18.tv_in1k").preprocess.to_dict()
+    assert read_metadata("resnet18.tv_in1k")["preprocess"] == get_weights("resnet18.tv_in1k").preprocess.to_dict()
 
 
 def test_embed_writes_one_row_per_image_and_names_skipped_files(resnet18_file, tmp_path, capsys):

@@ -11,7 +11,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .errors import DataError
+from . import artifacts
+from .errors import ConfigError, DataError
 from .evaluate.ensemble import load_member
 from .fileio import atomic_write
 from .runtime import resolve_device
@@ -19,8 +20,8 @@ from .runtime import resolve_device
 
 def embed_images(checkpoint: str | os.PathLike, inputs: str | os.PathLike, device: str | None = None,
                  batch_size: int = 16) -> tuple[np.ndarray, list[str], list[tuple[str, str]]]:
-    """Embed every image under `inputs` with the model of `checkpoint` (a file, run folder or weights tag),
-    using its own preprocessing: the global average of `forward_features`. Returns the (N, D) float32
+    """Embed every image under `inputs` with the model of `checkpoint` (a checkpoint, run folder, .safetensors or
+    weights tag), using its own preprocessing: the global average of `forward_features`. Returns the (N, D) float32
     embeddings, the N paths in row order, and (path, reason) for each file that could not be read."""
     from .data.images import BadImageError, load_image
     from .data.transforms import build_eval_transform
@@ -29,7 +30,11 @@ def embed_images(checkpoint: str | os.PathLike, inputs: str | os.PathLike, devic
     files = list_images(inputs)
     if not files:
         raise DataError(f"{inputs}: no image files found")
-    member = load_member(checkpoint, resolve_device(device), optimize=False)
+    loaded = artifacts.load_model(checkpoint)
+    if loaded.kind == "onnx":
+        raise ConfigError(f"{checkpoint}: embed needs a PyTorch model (its forward_features); an ONNX file gives "
+                          "logits only")
+    member = load_member(loaded, resolve_device(device), optimize=False)
     transform = build_eval_transform(member.preprocess)
     rows, paths, skipped = [], [], []
     for start in range(0, len(files), max(1, batch_size)):

@@ -27,3 +27,8 @@ class TrainingError(InceptionNetError):
 
 class PartialLoadWarning(UserWarning):
     """Weights loaded only in part (`strict=False`): some keys were missing, unexpected or mis-shaped."""
+
+
+class NotAModelFileError(WeightsError):
+    """A file given as a model that holds no inceptionnet model: text, foreign data, pickled code, or weights
+    without the metadata that says which model they belong to."""

@@ -23,8 +23,9 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from . import fast
+from . import artifacts, fast
 from ._callable import make_module_callable
+from .artifacts import LoadedModel
 from .errors import ConfigError, InceptionNetError
 from .fileio import atomic_write
 from .runtime import LOGIT_TOLERANCE, Precision, choose_inference_precision
@@ -48,16 +49,14 @@ class LogitsOnly(nn.Module):
         return self.model(x)
 
 
-def _metadata(ckpt: dict[str, Any]) -> dict[str, str]:
-    """What a deployment needs beside the weights, as strings: model name and kwargs, classes, preprocessing,
-    precision and the training config (so that `eval` of an exported file finds the data it was trained on)."""
-    kwargs = {**ckpt["model_kwargs"], "aux_logits": False}
-    return {"model_name": ckpt["model_name"], "model_kwargs": json.dumps(kwargs),
-            "class_names": json.dumps(list(ckpt["class_names"])), "preprocess": json.dumps(ckpt["preprocess"]),
-            "precision": "fp32", "config": json.dumps(ckpt.get("config"), default=str)}
+def _metadata(loaded: LoadedModel) -> dict[str, Any]:
+    """The model file metadata (`inceptionnet.artifacts`) of the exported graph: no aux heads, float32, the
+    training config kept (so that `eval` of an exported file finds the data it was trained on)."""
+    kwargs = {**loaded.meta["model_kwargs"], "aux_logits": False}
+    return artifacts.stamped({**loaded.meta, "model_kwargs": kwargs, "precision": "fp32", "layout": "inceptionnet"})
 
 
-def _write_onnx(model: nn.Module, example: Tensor, path: str, meta: dict[str, str], dynamo: bool) -> None:
+def _write_onnx(model: nn.Module, example: Tensor, path: str, meta: dict[str, Any], dynamo: bool) -> None:
     import onnx
 
     if dynamo:
@@ -69,7 +68,7 @@ def _write_onnx(model: nn.Module, example: Tensor, path: str, meta: dict[str, st
         torch.onnx.export(model, (example,), path, dynamo=False, opset_version=ONNX_OPSET, input_names=["input"],
                           output_names=["logits"], dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}})
     proto = onnx.load(path)
-    for key, value in meta.items():
+    for key, value in artifacts.encode_metadata(meta).items():
         proto.metadata_props.add(key=key, value=value)
     onnx.save(proto, path)
 
@@ -81,41 +80,22 @@ def _run_onnx(path: str, x: Tensor) -> Tensor:
     return torch.from_numpy(session.run(None, {session.get_inputs()[0].name: x.numpy()})[0])
 
 
-def _write_torchscript(model: nn.Module, example: Tensor, path: str, meta: dict[str, str], dynamo: bool) -> None:
+def _write_torchscript(model: nn.Module, example: Tensor, path: str, meta: dict[str, Any], dynamo: bool) -> None:
     # No check_trace: the written file is compared with eager PyTorch afterwards anyway.
     traced = torch.jit.trace(model, example, check_trace=False)
-    torch.jit.save(traced, path, _extra_files={"inceptionnet.json": json.dumps(meta)})
+    torch.jit.save(traced, path, _extra_files={"inceptionnet.json": json.dumps(artifacts.encode_metadata(meta))})
 
 
 def _run_torchscript(path: str, x: Tensor) -> Tensor:
     return torch.jit.load(path, map_location="cpu")(x)
 
 
-def _write_safetensors(model: nn.Module, example: Tensor, path: str, meta: dict[str, str], dynamo: bool) -> None:
-    from safetensors.torch import save_file
-
-    state = {k: v.detach().contiguous() for k, v in model.model.state_dict().items()}
-    save_file(state, path, metadata=meta)
-
-
-def load_safetensors_model(path: str | os.PathLike) -> nn.Module:
-    """Rebuild the model of an exported .safetensors file (architecture from its metadata), in eval mode."""
-    from safetensors import safe_open
-    from safetensors.torch import load_file
-
-    from .models.registry import create_model
-
-    with safe_open(str(path), framework="pt") as f:
-        meta = f.metadata() or {}
-    if "model_name" not in meta:
-        raise ExportError(f"{path} was not exported by inceptionnet (no model_name in its metadata)")
-    model = create_model(meta["model_name"], **json.loads(meta["model_kwargs"]))
-    model.load_state_dict(load_file(str(path)), strict=True)
-    return model.eval()
+def _write_safetensors(model: nn.Module, example: Tensor, path: str, meta: dict[str, Any], dynamo: bool) -> None:
+    artifacts.write_model(path, "safetensors", model.model.state_dict(), meta)
 
 
 def _run_safetensors(path: str, x: Tensor) -> Tensor:
-    return load_safetensors_model(path)(x)
+    return artifacts.load_model(path).model(x)
 
 
 _WRITERS: dict[str, Callable[..., None]] = {"onnx": _write_onnx, "torchscript": _write_torchscript,
@@ -124,10 +104,11 @@ _RUNNERS: dict[str, Callable[[str, Tensor], Tensor]] = {"onnx": _run_onnx, "torc
                                                         "safetensors": _run_safetensors}
 
 
-def export(checkpoint: str | os.PathLike | dict, format: str, out: str | os.PathLike, input_size: int | None = None,
-           batch_size: int = 2, atol: float | None = None, dynamo: bool = False, optimize: bool = True,
-           precision: str = "auto") -> dict:
-    """Export `checkpoint`'s model (eval mode, no aux heads) to `out` as `format` and check it.
+def export(checkpoint: str | os.PathLike | LoadedModel, format: str, out: str | os.PathLike,
+           input_size: int | None = None, batch_size: int = 2, atol: float | None = None, dynamo: bool = False,
+           optimize: bool = True, precision: str = "auto") -> dict:
+    """Export `checkpoint`'s model (eval mode, no aux heads) to `out` as `format` and check it. `checkpoint` is
+    anything `inceptionnet.artifacts.load_model` takes except an .onnx, or what it returned.
 
     The export uses a (batch_size, C, S, S) example (S = `input_size` or the checkpoint's input size);
     the check runs a batch of batch_size + 1 through the written file and through the plain eager model,
@@ -140,15 +121,15 @@ def export(checkpoint: str | os.PathLike | dict, format: str, out: str | os.Path
     `inceptionnet.runtime.choose_inference_precision` (`auto` measures bf16 on the check batch where the CPU
     has native bf16). Returns {"path", "format", "max_abs_diff", "check_shape", "optimized", "precision"}.
     """
-    from .engine.checkpoint import load_checkpoint, model_from_checkpoint
-
     if format not in FORMATS:
         raise ConfigError(f"--format must be one of {', '.join(FORMATS)}, got {format!r}")
-    ckpt = checkpoint if isinstance(checkpoint, dict) else load_checkpoint(checkpoint)
-    model, preprocess, _ = model_from_checkpoint(ckpt)
-    plain = LogitsOnly(model.cpu().eval()).eval()
-    size = input_size or preprocess.input_size
-    channels = ckpt["model_kwargs"].get("in_chans", 3)
+    loaded = checkpoint if isinstance(checkpoint, LoadedModel) else artifacts.load_model(checkpoint)
+    if loaded.kind == "onnx":
+        raise ConfigError(f"{loaded.source} is already an ONNX export; export from its checkpoint")
+    model = loaded.model.cpu().eval()
+    plain = LogitsOnly(model).eval()
+    size = input_size or loaded.preprocess.input_size
+    channels = loaded.meta["model_kwargs"].get("in_chans", 3)
     generator = torch.Generator().manual_seed(0)
     example = torch.randn(batch_size, channels, size, size, generator=generator)
     check = torch.randn(batch_size + 1, channels, size, size, generator=generator)
@@ -161,31 +142,36 @@ def export(checkpoint: str | os.PathLike | dict, format: str, out: str | os.Path
                               "precision": chosen.name}
 
     def write_and_check(tmp: str) -> None:
-        with warnings.catch_warnings():
-            # Deprecation notices of torch.jit and the TorchScript-based ONNX exporter are not the user's concern.
-            warnings.simplefilter("ignore", DeprecationWarning)
-            warnings.simplefilter("ignore", FutureWarning)
-            warnings.simplefilter("ignore", torch.jit.TracerWarning)
-            try:
-                _WRITERS[format](exported, example, tmp, _metadata(ckpt), dynamo)
-            except InceptionNetError:
-                raise
-            except Exception as e:  # exporters raise many types; the user needs the model and the reason
-                raise ExportError(f"cannot export {ckpt['model_name']} to {format}: {type(e).__name__}: "
-                                  f"{str(e).strip().splitlines()[0] if str(e).strip() else ''}") from None
-            with torch.inference_mode():
-                expected = plain(check)
-                got = _RUNNERS[format](tmp, check)
+        _write(format, exported, example, tmp, _metadata(loaded), dynamo)
+        with torch.inference_mode():
+            expected = plain(check)
+            got = _RUNNERS[format](tmp, check)
         diff = float((got.float() - expected.float()).abs().max())
         allowed = atol * max(1.0, float(expected.abs().max()))
         result["max_abs_diff"] = diff
         if not diff <= allowed:  # also catches NaN
-            raise ExportError(f"{format} export of {ckpt['model_name']} differs from PyTorch by {diff:.3g} "
+            raise ExportError(f"{format} export of {loaded.meta['model_name']} differs from PyTorch by {diff:.3g} "
                               f"(> {allowed:.3g} = atol {atol:g} x logit scale) on a batch of shape "
                               f"{tuple(check.shape)}; {out} was not written")
 
     result["path"] = str(atomic_write(out, write_and_check))
     return result
+
+
+def _write(format: str, exported: nn.Module, example: Tensor, path: str, meta: dict[str, Any], dynamo: bool) -> None:
+    """Write `exported` to `path` as `format`; an ExportError naming the model when the exporter fails."""
+    with warnings.catch_warnings():
+        # Deprecation notices of torch.jit and the TorchScript-based ONNX exporter are not the user's concern.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.simplefilter("ignore", FutureWarning)
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        try:
+            _WRITERS[format](exported, example, path, meta, dynamo)
+        except InceptionNetError:
+            raise
+        except Exception as e:  # exporters raise many types; the user needs the model and the reason
+            raise ExportError(f"cannot export {meta['model_name']} to {format}: {type(e).__name__}: "
+                              f"{str(e).strip().splitlines()[0] if str(e).strip() else ''}") from None
 
 
 def _exported_graph(model: nn.Module, plain: nn.Module, format: str, optimized: bool, precision: str,

@@ -9,13 +9,16 @@ from pathlib import Path
 
 import torch
 
+from . import artifacts
 from ._callable import make_module_callable
+from .data.images import BadImageError, load_image
 from .errors import ConfigError, DataError
 from .evaluate.ensemble import Member, accelerate, load_member
 from .runtime import resolve_device
 
 # From this many images on, predict builds the fused inference graph by default.
 OPTIMIZE_MIN_IMAGES = 64
+
 
 def list_images(inputs: str | os.PathLike | Sequence[str | os.PathLike]) -> list[Path]:
     """The image files named by `inputs`: files as given, folders searched recursively (sorted) for image
@@ -62,25 +65,24 @@ def iter_predictions(checkpoint: str | os.PathLike, inputs: str | os.PathLike | 
     images never wins back. `precision` (auto/fp32/bf16/fp16) applies to that graph, `auto` measuring bf16
     against fp32 on the first images where the device has native bf16. Grad-CAM (`cam_dir`) always runs the
     plain float32 model, whose layers it hooks and differentiates.
-    An .onnx `checkpoint` (from `export` or `quantize`) runs in onnxruntime; it has no Grad-CAM.
+    `checkpoint` is anything `inceptionnet.artifacts.load_model` takes: a checkpoint, run folder, .safetensors,
+    weights tag, or an .onnx (from `export` or `quantize`), which runs in onnxruntime and has no Grad-CAM.
     """
-    from .analysis.gradcam import GradCAM, model_input_to_image, save_overlay
-    from .data.images import BadImageError, load_image
+    from .analysis.gradcam import GradCAM
     from .data.transforms import build_eval_transform
-    from .deploy.onnx_model import is_onnx
 
     if topk < 1:
         raise DataError(f"--topk must be at least 1, got {topk}")
-    if cam_dir is not None and is_onnx(checkpoint):
-        raise ConfigError(f"--cam needs a PyTorch checkpoint: Grad-CAM differentiates the network, which {checkpoint} "
+    loaded = artifacts.load_model(checkpoint)
+    if cam_dir is not None and loaded.kind == "onnx":
+        raise ConfigError(f"--cam needs a PyTorch model: Grad-CAM differentiates the network, which {checkpoint} "
                           "(ONNX) cannot")
     files = list_images(inputs)
     roots = [Path(p) for p in ([inputs] if isinstance(inputs, (str, os.PathLike)) else inputs)]
     if optimize is None:
         optimize = len(files) >= OPTIMIZE_MIN_IMAGES
     optimize = optimize and cam_dir is None
-    member = load_member(checkpoint, resolve_device(device), optimize=False,
-                         precision="fp32" if optimize else precision)
+    member = load_member(loaded, resolve_device(device), optimize=False, precision="fp32" if optimize else precision)
     transform = build_eval_transform(member.preprocess)
     if optimize:
         member = accelerate(member, precision, lambda: _first_images(files, transform))
@@ -94,28 +96,36 @@ def iter_predictions(checkpoint: str | os.PathLike, inputs: str | os.PathLike | 
             except BadImageError as e:
                 results.append({"path": str(path), "error": e.reason})
         if tensors:
-            x = torch.stack(tensors).to(member.device)
-            if cam is None:
-                with torch.inference_mode():
-                    logits = member.model(x)
-                heatmaps = None
-            else:
-                heatmaps, logits = cam(x)
-            probs = member.logits_to_probs(logits).cpu()
-            good = [r for r in results if "error" not in r]
-            for i, result in enumerate(good):
-                result["predictions"] = _top(member, probs[i], topk)
-                result["precision"] = member.precision.name
-                if heatmaps is not None:
-                    target = Path(cam_dir) / _cam_name(Path(result["path"]), roots)
-                    image = model_input_to_image(x[i].cpu(), member.preprocess)
-                    result["cam"] = str(save_overlay(image, heatmaps[i].cpu(), target))
+            _predict_batch(member, torch.stack(tensors), [r for r in results if "error" not in r], topk, cam,
+                           cam_dir, roots)
         yield from results
+
+
+def _predict_batch(member: Member, images: torch.Tensor, results: list[dict], topk: int, cam, cam_dir,
+                   roots: Sequence[Path]) -> None:
+    """Fill in `results` (one per (C, S, S) image of `images`): top-k predictions and precision, and with `cam`
+    (a GradCAM of the member's model) the overlay PNG written into `cam_dir`."""
+    from .analysis.gradcam import model_input_to_image, save_overlay
+
+    x = images.to(member.device)
+    if cam is None:
+        with torch.inference_mode():
+            logits = member.model(x)
+        heatmaps = None
+    else:
+        heatmaps, logits = cam(x)
+    probs = member.logits_to_probs(logits).cpu()
+    for i, result in enumerate(results):
+        result["predictions"] = _top(member, probs[i], topk)
+        result["precision"] = member.precision.name
+        if heatmaps is not None:
+            target = Path(cam_dir) / _cam_name(Path(result["path"]), roots)
+            image = model_input_to_image(x[i].cpu(), member.preprocess)
+            result["cam"] = str(save_overlay(image, heatmaps[i].cpu(), target))
 
 
 def _first_images(files: Sequence[Path], transform, count: int = 16) -> torch.Tensor | None:
     """The first `count` readable images of `files` as model inputs (N, C, S, S), or None."""
-    from .data.images import BadImageError, load_image
 
     tensors = []
     for path in files:

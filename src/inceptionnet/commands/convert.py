@@ -11,7 +11,9 @@ OUT_SUFFIXES = (".pt", ".pth", ".safetensors")
 def add_parser(sub) -> argparse.ArgumentParser:
     p = sub.add_parser("convert", help="convert weights between torchvision/timm/cadene and inceptionnet layouts",
                        description="Read IN (a state_dict file or URL in the --from layout), load it into MODEL "
-                                   "and write OUT in the --to layout (.pt/.pth: torch.save, .safetensors).")
+                                   "and write OUT in the --to layout (.pt/.pth: torch.save, .safetensors), with "
+                                   "the model metadata that eval and predict read (a .pt in a peer's layout "
+                                   "stays the plain state_dict the peer loads).")
     p.add_argument("input", metavar="IN", help="weights file or URL (http, https, file)")
     p.add_argument("output", metavar="OUT", help="file to write (.pt, .pth or .safetensors)")
     p.add_argument("--model", required=True, metavar="NAME", help="a registered model (see `inceptionnet list`)")

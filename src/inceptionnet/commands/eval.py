@@ -15,8 +15,8 @@ def add_parser(sub) -> argparse.ArgumentParser:
                        description="Evaluate CHECKPOINT on --data and write report.json, confusion.csv and "
                                    "confusion.png into --out.")
     p.add_argument("checkpoint", nargs="?",
-                   help="checkpoint file, run folder (best.pt / last.pt), .onnx from export / quantize, or a weights "
-                        "tag (see `inceptionnet weights`)")
+                   help="checkpoint file, run folder (best.pt / last.pt), .safetensors from export / convert, "
+                        ".onnx from export / quantize, or a weights tag (see `inceptionnet weights`)")
     add_pretrained_options(p, "a checkpoint")
     p.add_argument("--data", default=None,
                    help="image folder (class folders, or train/val[/test]) or CIFAR-10 folder; default: the "

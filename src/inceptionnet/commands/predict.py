@@ -15,8 +15,8 @@ def add_parser(sub) -> argparse.ArgumentParser:
                        description="Print the top-k classes of each image, using the checkpoint's own "
                                    "preprocessing. Unreadable files are reported on stderr and skipped.")
     p.add_argument("checkpoint",
-                   help="checkpoint file, run folder (best.pt / last.pt), .onnx from export / quantize, or a weights "
-                        "tag (see `inceptionnet weights`)")
+                   help="checkpoint file, run folder (best.pt / last.pt), .safetensors from export / convert, "
+                        ".onnx from export / quantize, or a weights tag (see `inceptionnet weights`)")
     p.add_argument("inputs", nargs="*", metavar="IMAGE|DIR", help="image files or folders (searched recursively)")
     add_pretrained_options(p, "a checkpoint (ImageNet class names, the weights' own preprocessing)")
     p.add_argument("--topk", type=int, default=5, help="classes shown per image")

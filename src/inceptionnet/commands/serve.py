@@ -9,7 +9,8 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p = sub.add_parser("serve", help="serve a checkpoint or .onnx model over HTTP, with a web page at /",
                        description="POST /predict (image bytes or multipart files) -> top-k JSON; GET /health, "
                                    "/info, /docs; the page at / classifies a chosen or dropped image.")
-    p.add_argument("model", metavar="CKPT_OR_ONNX", help="checkpoint, run folder, or .onnx from export / quantize")
+    p.add_argument("model", metavar="CKPT_OR_ONNX", help="checkpoint, run folder, .safetensors from export / convert, "
+                   "or .onnx from export / quantize")
     p.add_argument("--host", default="127.0.0.1",
                    help="address to listen on (default loopback; 0.0.0.0 exposes the server to the network)")
     p.add_argument("--port", type=int, default=8000, help="TCP port")

@@ -1,13 +1,13 @@
 """ONNX files written by `inceptionnet export` / `quantize`, run by onnxruntime behind the interface of a
 PyTorch network, so that evaluation and prediction treat them like checkpoints.
 
-The file's `metadata_props` carry what a deployment needs beside the graph: model name and kwargs,
-class names, preprocessing, precision and the training run's config (JSON strings).
+The file's `metadata_props` carry the metadata of every inceptionnet model file (`inceptionnet.artifacts`):
+model name and kwargs, class names, preprocessing, precision and the training run's config (strings, JSON
+where structured).
 """
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any
@@ -16,47 +16,13 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ..artifacts import decode_metadata, encode_metadata, stamped
 from ..errors import WeightsError
-
-# Keys every inceptionnet ONNX file holds; the JSON-valued ones are decoded on reading.
-REQUIRED_KEYS = ("model_name", "model_kwargs", "class_names", "preprocess")
-JSON_KEYS = ("model_kwargs", "class_names", "preprocess", "config")
-
-
-def is_onnx(source: Any) -> bool:
-    """True for a path ending in .onnx, or a dict made by `read_metadata`."""
-    if isinstance(source, dict):
-        return source.get("format") == "onnx"
-    return isinstance(source, (str, os.PathLike)) and Path(source).suffix.lower() == ".onnx"
-
-
-def decode_metadata(raw: dict[str, str], path: str | os.PathLike) -> dict[str, Any]:
-    """Check and decode the string metadata of the ONNX file `path`: JSON values parsed, "precision"
-    defaulting to fp32, plus "format": "onnx" and "path". A file not written by inceptionnet is a WeightsError."""
-    missing = [key for key in REQUIRED_KEYS if key not in raw]
-    if missing:
-        raise WeightsError(f"{path} was not written by inceptionnet export or quantize (no {missing[0]!r} in its "
-                           "metadata_props)")
-    meta: dict[str, Any] = dict(raw)
-    try:
-        for key in JSON_KEYS:
-            if key in meta:
-                meta[key] = json.loads(meta[key])
-    except json.JSONDecodeError as e:
-        raise WeightsError(f"{path}: metadata {key!r} is not valid JSON ({e})") from None
-    meta.setdefault("precision", "fp32")
-    return {**meta, "format": "onnx", "path": str(path)}
-
-
-def encode_metadata(meta: dict[str, Any]) -> dict[str, str]:
-    """The inverse of `decode_metadata`: every value a string, JSON for the structured ones."""
-    skip = ("format", "path")
-    return {key: json.dumps(value) if key in JSON_KEYS else str(value) for key, value in meta.items()
-            if key not in skip}
 
 
 def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
-    """The decoded inceptionnet metadata of the ONNX file `path` (see `decode_metadata`); the graph is not run."""
+    """The decoded inceptionnet metadata of the ONNX file `path` (see `inceptionnet.artifacts`; "precision"
+    defaults to fp32); the graph is not run."""
     import onnx
 
     path = Path(path)
@@ -66,7 +32,8 @@ def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
         proto = onnx.load(str(path), load_external_data=False)
     except Exception as e:  # a damaged or foreign file raises many types
         raise WeightsError(f"cannot read ONNX model {path}: {type(e).__name__}: {str(e).splitlines()[0]}") from None
-    return decode_metadata({p.key: p.value for p in proto.metadata_props}, path)
+    meta = decode_metadata({p.key: p.value for p in proto.metadata_props}, path)
+    return {"precision": "fp32", **meta}
 
 
 def write_metadata(path: str | os.PathLike, meta: dict[str, Any]) -> None:
@@ -75,7 +42,7 @@ def write_metadata(path: str | os.PathLike, meta: dict[str, Any]) -> None:
 
     proto = onnx.load(str(path))
     del proto.metadata_props[:]
-    for key, value in encode_metadata(meta).items():
+    for key, value in encode_metadata(stamped(meta)).items():
         proto.metadata_props.add(key=key, value=value)
     onnx.save(proto, str(path))
 

@@ -1,5 +1,6 @@
-"""The model behind the server: a checkpoint (fused fp32 graph, plus the plain network for Grad-CAM) or an
-ONNX file (onnxruntime; fp32 or int8), with its preprocessing, class names and a JSON description."""
+"""The model behind the server: any model file `inceptionnet.artifacts.load_model` takes, a checkpoint or .safetensors
+(fused fp32 graph, plus the plain network for Grad-CAM) or an ONNX file (onnxruntime; fp32 or int8), with its
+preprocessing, class names and a JSON description."""
 
 from __future__ import annotations
 
@@ -12,9 +13,9 @@ import torch
 from PIL import Image
 from torch import Tensor
 
+from ..artifacts import load_model
 from ..data.transforms import build_eval_transform
 from ..evaluate.ensemble import Member, load_member
-from .onnx_model import is_onnx, read_metadata
 
 CPU = torch.device("cpu")
 
@@ -24,12 +25,10 @@ class Predictor:
     (N, classes), `top(probs (classes,), k)`, and `cam_overlay((C, S, S))` -> PNG data URL for checkpoints."""
 
     def __init__(self, source: str | os.PathLike) -> None:
-        from ..engine.checkpoint import load_checkpoint
-
         self.source = str(source)
-        onnx = is_onnx(source)
-        loaded = read_metadata(source) if onnx else load_checkpoint(source)
-        self.name = str(loaded["model_name"])
+        loaded = load_model(source)
+        onnx = loaded.kind == "onnx"
+        self.name = str(loaded.meta["model_name"])
         self.member: Member = load_member(loaded, CPU, optimize=not onnx)
         # Grad-CAM hooks and differentiates the plain network; an ONNX session offers neither.
         self.plain: Member | None = None if onnx else load_member(loaded, CPU, optimize=False)

@@ -25,7 +25,7 @@ from ..data.transforms import build_eval_transform
 from ..errors import ConfigError, DataError
 from ..fileio import atomic_write
 from ..models.registry import Preprocess
-from .onnx_model import OnnxModel, is_onnx, read_metadata, write_metadata
+from .onnx_model import OnnxModel, read_metadata, write_metadata
 
 DEFAULT_CALIBRATION_IMAGES = 300
 # Names of onnxruntime's CalibrationMethod members by their --method spelling.
@@ -96,22 +96,25 @@ def top1_agreement(reference: OnnxModel, candidate: OnnxModel, reader: FolderCal
 def quantize(checkpoint: str | os.PathLike, calib: str | os.PathLike, out: str | os.PathLike,
              num_images: int = DEFAULT_CALIBRATION_IMAGES, method: str = "minmax", per_channel: bool = True,
              seed: int = 0) -> dict[str, Any]:
-    """Write `checkpoint` (a checkpoint, a run folder, or an fp32 .onnx from `export`) as a static int8 QDQ
-    ONNX model to `out`, calibrated on up to `num_images` images of the folder `calib` with `method`
-    (minmax, percentile or entropy). Returns {"path", "calibration_images", "skipped", "agreement" (top-1
-    agreement with the fp32 model on the calibration images), "method", "per_channel"}.
+    """Write `checkpoint` (a model `inceptionnet.artifacts.load_model` takes: an fp32 .onnx from `export` as it
+    is, anything else exported first) as a static int8 QDQ ONNX model to `out`, calibrated on up to `num_images`
+    images of the folder `calib` with `method` (minmax, percentile or entropy). Returns {"path",
+    "calibration_images", "skipped", "agreement" (top-1 agreement with the fp32 model on the calibration
+    images), "method", "per_channel"}.
     """
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
+    from ..artifacts import model_kind, resolve
     from ..export import export
 
     if method not in CALIBRATION_METHODS:
         raise ConfigError(f"--method must be one of {', '.join(CALIBRATION_METHODS)}, got {method!r}")
     files = calibration_files(calib, num_images, seed)
     with tempfile.TemporaryDirectory(prefix="inceptionnet-quantize-") as tmp:
-        fp32_path = Path(checkpoint) if is_onnx(checkpoint) else Path(tmp) / "fp32.onnx"
-        if not is_onnx(checkpoint):
+        onnx = model_kind(checkpoint) == "onnx"
+        fp32_path = resolve(checkpoint) if onnx else Path(tmp) / "fp32.onnx"
+        if not onnx:
             export(checkpoint, "onnx", fp32_path)
         meta = read_metadata(fp32_path)
         if meta["precision"] != "fp32":

@@ -10,8 +10,9 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from .. import fast
-from ..deploy.onnx_model import OnnxModel, is_onnx
+from .. import artifacts, fast
+from ..artifacts import LoadedModel
+from ..deploy.onnx_model import OnnxModel
 from ..errors import ConfigError
 from ..models.registry import Preprocess
 from ..runtime import Precision, choose_inference_precision
@@ -55,28 +56,23 @@ class Member:
         return torch.cat(probs).view(b, k, -1).mean(dim=1)
 
 
-def load_member(checkpoint: str | os.PathLike | dict, device: torch.device, optimize: bool = True,
+def load_member(source: str | os.PathLike | LoadedModel, device: torch.device, optimize: bool = True,
                 precision: str = "auto", sample: Callable[[], Tensor | None] = lambda: None) -> Member:
-    """Load a checkpoint (a path, or a dict from `load_checkpoint`) with EMA weights when it has them and
-    without aux heads, in eval mode on `device`.
+    """A model `inceptionnet.artifacts.load_model` takes (a checkpoint with EMA weights when it has them, a run
+    folder, a .safetensors, an .onnx, a weights tag; or what it returned), without aux heads, in eval mode on
+    `device`.
 
     With `optimize`, the network is `inceptionnet.optimize`'s inference graph (BN folded, sibling 1x1
     convolutions merged, default backend) in `precision` (see `accelerate`). Without it, the plain fp32
     model (for hooks and gradients).
-    An .onnx file (or a dict from `read_metadata`) becomes an onnxruntime session on the CPU, its
-    preprocessing, class names and precision read from the file; `device`, `optimize` and `precision` do
-    not apply to it.
+    An .onnx file stays an onnxruntime session on the CPU, its precision the file's; `device`, `optimize` and
+    `precision` do not apply to it.
     """
-    from ..engine.checkpoint import model_from_checkpoint
-
-    source = str(checkpoint.get("path", "checkpoint")) if isinstance(checkpoint, dict) else str(checkpoint)
-    if is_onnx(checkpoint):
-        session = OnnxModel(source)
-        return Member(source, session, Preprocess.from_dict(session.meta["preprocess"]),
-                      list(session.meta["class_names"]),
-                      Precision(session.meta.get("precision", "fp32"), "cpu", "as written in the ONNX file"))
-    model, preprocess, class_names = model_from_checkpoint(checkpoint)
-    member = Member(source, model.to(device).eval(), preprocess, class_names,
+    loaded = source if isinstance(source, LoadedModel) else artifacts.load_model(source)
+    if loaded.kind == "onnx":
+        return Member(loaded.source, loaded.model, loaded.preprocess, loaded.class_names,
+                      Precision(loaded.meta["precision"], "cpu", "as written in the ONNX file"))
+    member = Member(loaded.source, loaded.model.to(device).eval(), loaded.preprocess, loaded.class_names,
                     Precision("fp32", device.type, "plain model"))
     if optimize:
         return accelerate(member, precision, sample)
@@ -111,7 +107,7 @@ def check_same_classes(members: Sequence[Member]) -> list[str]:
     return list(names)
 
 
-def load_members(checkpoints: Sequence[str | os.PathLike | dict], device: torch.device,
+def load_members(checkpoints: Sequence[str | os.PathLike | LoadedModel], device: torch.device,
                  optimize: bool = True, precision: str = "auto") -> list[Member]:
     """Load every checkpoint of an ensemble (each as `load_member` does, `optimize` and `precision`
     included) and check that they predict the same classes, in the same order."""

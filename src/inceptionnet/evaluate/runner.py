@@ -17,6 +17,7 @@ from PIL import Image
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from .. import artifacts
 from ..errors import DataError
 from ..fileio import atomic_write_text
 from ..runtime import resolve_device
@@ -103,11 +104,11 @@ def _progress(iterable, total: int, quiet: bool):
                 leave=False)
 
 
-def training_data(ckpt: dict, data: str | os.PathLike | None, val_split: float | None,
+def training_data(meta: dict, data: str | os.PathLike | None, val_split: float | None,
                   seed: int | None) -> tuple[str | os.PathLike | None, float, int]:
-    """(data, val_split, seed) with each None filled in from the training run the checkpoint came from
+    """(data, val_split, seed) with each None filled in from the training run the model file `meta` describes
     (its config's options), else the training defaults: the synthetic set, 0.2, 0."""
-    config = ckpt.get("config")
+    config = meta.get("config")
     options = config.get("options", {}) if isinstance(config, dict) else {}
     if data is None:
         data = options.get("data")
@@ -132,34 +133,31 @@ def evaluate(checkpoint: str | os.PathLike, data: str | os.PathLike | None = Non
     `optimize` runs each model as `inceptionnet.optimize`'s inference graph (faster; in float32 the same
     outputs within float rounding); False runs the plain float32 models. `precision` (auto/fp32/bf16/fp16)
     is resolved per model by `inceptionnet.runtime.choose_inference_precision`, `auto` measuring fp32 against
-    bf16 on the first images where the device has native bf16. An .onnx file (`checkpoint` or in
-    `ensemble`) runs in onnxruntime on the CPU, as written by `export` or `quantize`.
+    bf16 on the first images where the device has native bf16. `checkpoint` and `ensemble` take whatever
+    `inceptionnet.artifacts.load_model` does: checkpoints, run folders, .safetensors and weights tags, and .onnx
+    files (run in onnxruntime on the CPU, as written by `export` or `quantize`).
     Returns the report (also written to `out`/report.json with confusion.csv and confusion.png when
     `out` is given): top1, top5, loss, macro and per-class precision/recall/F1, confusion matrix, timing.
     """
     check_mode(tta)
     if batch_size < 1:
         raise DataError(f"--batch-size must be at least 1, got {batch_size}")
-    from ..deploy.onnx_model import is_onnx, read_metadata
-    from ..engine.checkpoint import load_checkpoint
-
-    # An ONNX file's metadata holds what the checkpoint would tell: classes, preprocessing, training config.
-    ckpt = read_metadata(checkpoint) if is_onnx(checkpoint) else load_checkpoint(checkpoint)
+    first = artifacts.load_model(checkpoint)
     if data is None and split == "auto":
         # The training data: evaluate on what training held out, never on the images it learned from.
         split = "val"
-    data, val_split, seed = training_data(ckpt, data, val_split, seed)
-    members = load_members([ckpt, *ensemble], resolve_device(device), optimize=False,
+    # A model file's metadata holds the training run's config, exported files included.
+    data, val_split, seed = training_data(first.meta, data, val_split, seed)
+    members = load_members([first, *ensemble], resolve_device(device), optimize=False,
                            precision="fp32" if optimize else precision)
-    class_names = members[0].class_names
     transform = PerMemberTransform([MultiCropTransform(tta, m.preprocess) for m in members])
     eval_data = load_eval_data(data, transform, split, val_split, seed)
     if optimize:
         members = [accelerate(m, precision, lambda i=i: first_crops(eval_data.dataset, i)) for i, m in
                    enumerate(members)]
-    to_model_label = _label_map(eval_data.class_names, class_names, eval_data.description)
+    to_model_label = _label_map(eval_data.class_names, members[0].class_names, eval_data.description)
 
-    metrics = ClassificationMetrics(len(class_names))
+    metrics = ClassificationMetrics(len(members[0].class_names))
     skipped = list(eval_data.skipped)
     start = time.perf_counter()
     for probs, targets, batch_skipped in iter_probabilities(members, eval_data.dataset, tta, batch_size, workers,
@@ -170,8 +168,18 @@ def evaluate(checkpoint: str | os.PathLike, data: str | os.PathLike | None = Non
     seconds = time.perf_counter() - start
     if metrics.count == 0:
         raise DataError(f"{eval_data.description}: no readable images to evaluate")
+    report = build_report(members, eval_data, tta, metrics, skipped, seconds, optimize)
+    if out is not None:
+        write_report(report, metrics.confusion, out)
+    return report
 
-    report = {
+
+def build_report(members: Sequence[Member], eval_data: EvalData, tta: str, metrics: ClassificationMetrics,
+                 skipped: list[tuple[str, str]], seconds: float, optimized: bool) -> dict:
+    """The report of an evaluation of `members` on `eval_data` that took `seconds`: its metrics, the confusion
+    matrix, the files skipped, timing, device, whether the models ran `optimized` and in which precision."""
+    class_names = members[0].class_names
+    return {
         "checkpoints": [m.source for m in members],
         "models": [getattr(getattr(m.model, "spec", None), "name", None) or getattr(m.model, "name", None)
                    or type(m.model).__name__ for m in members],
@@ -185,13 +193,10 @@ def evaluate(checkpoint: str | os.PathLike, data: str | os.PathLike | None = Non
         "seconds": seconds,
         "seconds_per_image": seconds / metrics.count,
         "device": str(members[0].device),
-        "optimized": optimize,
+        "optimized": optimized,
         "precision": [{"name": m.precision.name, "reason": m.precision.reason, **m.precision.measured}
                       for m in members],
     }
-    if out is not None:
-        write_report(report, metrics.confusion, out)
-    return report
 
 
 def first_crops(dataset: Dataset, member: int, count: int = 16) -> Tensor | None:

@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from ..artifacts import is_aux_key, save_model
 from ..errors import PartialLoadWarning, WeightsError
 from ..fileio import atomic_write
 
@@ -106,10 +107,6 @@ def _check_source(model: nn.Module, source: str) -> None:
                            f"it loads from: {', '.join(['inceptionnet', *spec.peers]) }")
 
 
-def _is_aux_key(model: nn.Module, key: str) -> bool:
-    return any(key.startswith(name + ".") for name in getattr(model, "aux_head_names", ()))
-
-
 def convert_state_dict(model: nn.Module, state_dict: dict[str, Tensor], source: str) -> dict[str, Tensor]:
     """Map a `source`-format state_dict onto `model`'s key names (a model defines
     `state_dict_from_peer(sd, source)` when its names differ from the peer's)."""
@@ -138,7 +135,7 @@ def load_state_dict(model: nn.Module, state_dict: dict[str, Tensor], source: str
         raise WeightsError(f"aux must be 'keep' or 'drop', got {aux!r}")
     state = convert_state_dict(model, state_dict, source)
     own = model.state_dict()
-    state = {k: v for k, v in state.items() if not (_is_aux_key(model, k) and (aux == "drop" or k not in own))}
+    state = {k: v for k, v in state.items() if not (is_aux_key(model, k) and (aux == "drop" or k not in own))}
     report = LoadReport()
     report.unexpected = sorted(k for k in state if k not in own)
     report.mismatched = sorted(f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}"
@@ -146,8 +143,8 @@ def load_state_dict(model: nn.Module, state_dict: dict[str, Tensor], source: str
     # BN batch counters are not weights: checkpoints saved before PyTorch 0.4 (the Caffe-converted
     # BN-Inception among them) have none, and the model keeps its own.
     missing = sorted(k for k in own if k not in state and not k.endswith(".num_batches_tracked"))
-    report.random_aux = sorted({k.split(".")[0] for k in missing if _is_aux_key(model, k)})
-    report.missing = [k for k in missing if not _is_aux_key(model, k)]
+    report.random_aux = sorted({k.split(".")[0] for k in missing if is_aux_key(model, k)})
+    report.missing = [k for k in missing if not is_aux_key(model, k)]
     if strict and not report.ok:
         raise WeightsError(f"{origin} does not fit {type(model).__name__} ({source} layout): {report.describe()}")
     loadable = {k: v for k, v in state.items() if k in own and v.shape == own[k].shape}
@@ -170,16 +167,42 @@ def export_state_dict(model: nn.Module, source: str = "inceptionnet") -> dict[st
     return state
 
 
-def save_weights(model: nn.Module, path: str | os.PathLike, source: str = "inceptionnet") -> Path:
-    """Write `model`'s weights in `source`'s layout, atomically: safetensors for a `.safetensors`
-    path, a `torch.save` state_dict otherwise."""
+def save_weights(model: nn.Module, path: str | os.PathLike, source: str = "inceptionnet",
+                 class_names: Sequence[str] | None = None) -> Path:
+    """Write `model`'s weights in `source`'s layout, atomically: safetensors for a `.safetensors` path, else
+    torch.save. Both carry the model file metadata of `inceptionnet.artifacts` (so eval and predict load them),
+    with `class_names` (default: ImageNet's for 1000 classes, else the indices); a .pt in a peer's layout
+    stays the plain state_dict that the peer's own code loads."""
     state = export_state_dict(model, source)
-    if str(path).endswith(".safetensors"):
+    safetensors = str(path).endswith(".safetensors")
+    if getattr(model, "spec", None) is None or not (safetensors or source == "inceptionnet"):
+        return _save_plain(path, state, safetensors)
+    return save_model(path, state, model_metadata(model, source, class_names))
+
+
+def _save_plain(path: str | os.PathLike, state: dict[str, Tensor], safetensors: bool) -> Path:
+    if safetensors:
         from safetensors.torch import save_file
 
         contiguous = {k: v.contiguous() for k, v in state.items()}
         return atomic_write(path, lambda tmp: save_file(contiguous, tmp))
     return atomic_write(path, lambda tmp: torch.save(state, tmp))
+
+
+def model_metadata(model: nn.Module, layout: str = "inceptionnet",
+                   class_names: Sequence[str] | None = None) -> dict:
+    """The model file metadata (`inceptionnet.artifacts`) of a registry-built `model` whose weights are saved in
+    `layout`: its constructor options, `class_names` (see `save_weights`), the preprocessing of its published
+    weights or else of its model spec."""
+    from .registry import imagenet_classes
+
+    if class_names is None:
+        class_names = imagenet_classes() if model.num_classes == 1000 else [str(i) for i in range(model.num_classes)]
+    preprocess = getattr(model, "weights_spec", model.spec).preprocess
+    return {"model_name": model.spec.name, "layout": layout, "class_names": list(class_names),
+            "model_kwargs": {"num_classes": model.num_classes, "aux_logits": model.aux_logits,
+                             "in_chans": model.in_chans},
+            "preprocess": preprocess.to_dict()}
 
 
 def fold_input_affine(state_dict: dict[str, Tensor], conv: str, bn: str, scale: Sequence[float],

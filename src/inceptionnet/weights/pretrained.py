@@ -73,16 +73,22 @@ def is_weights_tag(text: str) -> bool:
     return any(spec.tag == text for spec in list_weights())
 
 
-def pretrained_checkpoint(tag: str, weights_dir: str | os.PathLike | None = None) -> dict:
-    """A checkpoint dict (as `engine.checkpoint.load_checkpoint` returns, without its format fields) for
-    the published weights `tag`: model name and options, ImageNet class names, the weights' preprocessing."""
+def pretrained_metadata(tag: str) -> dict:
+    """The model file metadata (`inceptionnet.artifacts`) of the published weights `tag`: model name and options,
+    ImageNet class names, the weights' preprocessing; nothing is fetched."""
     spec = get_weights(tag)
     kwargs = {"num_classes": spec.num_classes, "aux_logits": False, "in_chans": 3, **spec.model_kwargs}
-    model = create_random_model(spec.model, **kwargs)
-    load_pretrained(model, spec, weights_dir)
     return {"model_name": spec.model, "model_kwargs": kwargs, "class_names": class_names(spec),
-            "preprocess": spec.preprocess.to_dict(), "model": model.state_dict(), "ema": None, "path": spec.tag,
-            "weights_tag": spec.tag}
+            "preprocess": spec.preprocess.to_dict()}
+
+
+def pretrained_checkpoint(tag: str, weights_dir: str | os.PathLike | None = None) -> dict:
+    """The published weights `tag` as a checkpoint dict (as `inceptionnet.artifacts.read_checkpoint` returns, without
+    its format fields): `pretrained_metadata`, the fetched weights in our layout as "model", and the tag."""
+    meta = pretrained_metadata(tag)
+    model = create_random_model(meta["model_name"], **meta["model_kwargs"])
+    load_pretrained(model, tag, weights_dir)
+    return {**meta, "model": model.state_dict(), "ema": None, "path": tag, "weights_tag": tag}
 
 
 def create_model(name: str, pretrained: bool = False, weights: str | None = None, num_classes: int | None = None,

@@ -149,6 +149,11 @@ def default_weights(model: str) -> WeightSpec | None:
 
 def class_names(spec: WeightSpec) -> list[str]:
     """The names of `spec`'s classes by our class index (ImageNet-1k as torchvision ships them)."""
+    return imagenet_classes()
+
+
+def imagenet_classes() -> list[str]:
+    """The 1000 ImageNet-1k class names in torchvision's order."""
     from torchvision.models._meta import _IMAGENET_CATEGORIES
 
     return list(_IMAGENET_CATEGORIES)
