@@ -19,9 +19,8 @@ import torch
 
 from common import Contender, alternate, cpu_model, warm_up
 from inceptionnet import fast
-from inceptionnet.artifacts import LoadedModel, load_model
+from inceptionnet.artifacts import LoadedModel, OnnxModel, load_model
 from inceptionnet.data.datasets import build_datasets
-from inceptionnet.deploy.onnx_model import OnnxModel
 from inceptionnet.deploy.quantize import quantize
 from inceptionnet.evaluate.runner import evaluate, training_data
 from inceptionnet.export import export

@@ -12,7 +12,8 @@ import torch
 from deploy_models import make_checkpoint
 from image_folders import make_image_folder
 from inceptionnet import WeightsError, create_model, get_spec, save_weights
-from inceptionnet.artifacts import EXPECTED, load_model, read_metadata, save_model
+from inceptionnet.artifacts import load_model, read_metadata, save_model
+from inceptionnet.artifacts.format import EXPECTED
 from inceptionnet.cli import main
 from inceptionnet.errors import NotAModelFileError
 

@@ -9,8 +9,8 @@ import torch
 
 from deploy_models import CLASSES, make_checkpoint
 from image_folders import make_image_folder
+from inceptionnet.artifacts import OnnxModel, read_onnx_metadata
 from inceptionnet.cli import main
-from inceptionnet.deploy.onnx_model import OnnxModel, read_metadata
 from inceptionnet.deploy.quantize import FolderCalibration, quantize
 from inceptionnet.errors import WeightsError
 from inceptionnet.evaluate.runner import evaluate
@@ -37,7 +37,7 @@ def int8(models, tmp_path_factory):
 
 def test_metadata_round_trip(models):
     ckpt, onnx_path, _ = models
-    meta = read_metadata(onnx_path)
+    meta = read_onnx_metadata(onnx_path)
     saved = torch.load(ckpt, weights_only=True)
     assert meta["class_names"] == CLASSES and meta["precision"] == "fp32"
     assert Preprocess.from_dict(meta["preprocess"]) == Preprocess.from_dict(saved["preprocess"])
@@ -86,7 +86,7 @@ def test_int8_model_is_qdq_per_channel_with_the_metadata(int8, models):
                    and n.input[0] in {t.name for t in int8_weights}]
     scales = {t.name: t for t in proto.graph.initializer}
     assert all(len(scales[n.input[1]].dims) == 1 and scales[n.input[1]].dims[0] > 1 for n in per_channel)
-    meta = read_metadata(int8["path"])
+    meta = read_onnx_metadata(int8["path"])
     assert meta["precision"] == "int8" and meta["class_names"] == CLASSES
     assert int8["calibration_images"] == 20 and int8["skipped"] == []
 
@@ -108,7 +108,7 @@ def test_quantize_cli_and_its_errors(models, tmp_path, capsys):
     ckpt, onnx_path, folder = models
     out = tmp_path / "q.onnx"
     assert main(["quantize", str(onnx_path), "--calib", str(folder), "--out", str(out), "--num-images", "6"]) == 0
-    assert "calibrated on 6 images" in capsys.readouterr().out and read_metadata(out)["precision"] == "int8"
+    assert "calibrated on 6 images" in capsys.readouterr().out and read_onnx_metadata(out)["precision"] == "int8"
     assert main(["quantize", str(out), "--calib", str(folder), "--out", str(tmp_path / "again.onnx")]) == 2
     assert "already int8" in capsys.readouterr().err
     (tmp_path / "empty").mkdir()

@@ -1,10 +1,11 @@
 """inceptionnet: the Inception family of image classifiers (GoogLeNet, BN-Inception, Inception-v3/v4,
 Inception-ResNet), paper-exact and weight-compatible with torchvision and timm."""
 
+from .artifacts import save_weights
 from .errors import ConfigError, DataError, InceptionNetError, InputSizeError, WeightsError
 from .fast import optimize
 from .models import ModelSpec, Preprocess, get_spec, list_models
-from .weights import create_model, export_state_dict, get_weights, list_weights, load_weights, save_weights
+from .weights import create_model, export_state_dict, get_weights, list_weights, load_weights
 
 __version__ = "0.1.0"
 

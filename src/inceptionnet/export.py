@@ -26,6 +26,7 @@ from torch import Tensor, nn
 from . import artifacts, fast
 from ._callable import make_module_callable
 from .artifacts import LoadedModel
+from .artifacts.format import encode_metadata, stamped, write_model
 from .errors import ConfigError, InceptionNetError
 from .fileio import atomic_write
 from .runtime import LOGIT_TOLERANCE, Precision, choose_inference_precision
@@ -53,7 +54,7 @@ def _metadata(loaded: LoadedModel) -> dict[str, Any]:
     """The model file metadata (`inceptionnet.artifacts`) of the exported graph: no aux heads, float32, the
     training config kept (so that `eval` of an exported file finds the data it was trained on)."""
     kwargs = {**loaded.meta["model_kwargs"], "aux_logits": False}
-    return artifacts.stamped({**loaded.meta, "model_kwargs": kwargs, "precision": "fp32", "layout": "inceptionnet"})
+    return stamped({**loaded.meta, "model_kwargs": kwargs, "precision": "fp32", "layout": "inceptionnet"})
 
 
 def _write_onnx(model: nn.Module, example: Tensor, path: str, meta: dict[str, Any], dynamo: bool) -> None:
@@ -68,7 +69,7 @@ def _write_onnx(model: nn.Module, example: Tensor, path: str, meta: dict[str, An
         torch.onnx.export(model, (example,), path, dynamo=False, opset_version=ONNX_OPSET, input_names=["input"],
                           output_names=["logits"], dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}})
     proto = onnx.load(path)
-    for key, value in artifacts.encode_metadata(meta).items():
+    for key, value in encode_metadata(meta).items():
         proto.metadata_props.add(key=key, value=value)
     onnx.save(proto, path)
 
@@ -83,7 +84,7 @@ def _run_onnx(path: str, x: Tensor) -> Tensor:
 def _write_torchscript(model: nn.Module, example: Tensor, path: str, meta: dict[str, Any], dynamo: bool) -> None:
     # No check_trace: the written file is compared with eager PyTorch afterwards anyway.
     traced = torch.jit.trace(model, example, check_trace=False)
-    torch.jit.save(traced, path, _extra_files={"inceptionnet.json": json.dumps(artifacts.encode_metadata(meta))})
+    torch.jit.save(traced, path, _extra_files={"inceptionnet.json": json.dumps(encode_metadata(meta))})
 
 
 def _run_torchscript(path: str, x: Tensor) -> Tensor:
@@ -91,7 +92,7 @@ def _run_torchscript(path: str, x: Tensor) -> Tensor:
 
 
 def _write_safetensors(model: nn.Module, example: Tensor, path: str, meta: dict[str, Any], dynamo: bool) -> None:
-    artifacts.write_model(path, "safetensors", model.model.state_dict(), meta)
+    write_model(path, "safetensors", model.model.state_dict(), meta)
 
 
 def _run_safetensors(path: str, x: Tensor) -> Tensor:

@@ -39,9 +39,10 @@ def infer_head(model_name: str, state: dict, source: str) -> tuple[int | None, b
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..artifacts import save_weights
     from ..errors import ConfigError
     from ..models import create_model, get_spec
-    from ..weights import load_state_dict, read_state_dict, save_weights
+    from ..weights import load_state_dict, read_state_dict
 
     if not args.output.endswith(OUT_SUFFIXES):
         raise ConfigError(f"OUT must end in {', '.join(OUT_SUFFIXES)}: {args.output}")

@@ -20,12 +20,12 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..artifacts import OnnxModel, read_onnx_metadata, write_onnx_metadata
 from ..data.images import BadImageError, load_image
 from ..data.transforms import build_eval_transform
 from ..errors import ConfigError, DataError
 from ..fileio import atomic_write
 from ..models.registry import Preprocess
-from .onnx_model import OnnxModel, read_metadata, write_metadata
 
 DEFAULT_CALIBRATION_IMAGES = 300
 # Names of onnxruntime's CalibrationMethod members by their --method spelling.
@@ -116,7 +116,7 @@ def quantize(checkpoint: str | os.PathLike, calib: str | os.PathLike, out: str |
         fp32_path = resolve(checkpoint) if onnx else Path(tmp) / "fp32.onnx"
         if not onnx:
             export(checkpoint, "onnx", fp32_path)
-        meta = read_metadata(fp32_path)
+        meta = read_onnx_metadata(fp32_path)
         if meta["precision"] != "fp32":
             raise ConfigError(f"{checkpoint} is already {meta['precision']}; quantize the fp32 model")
         fp32 = OnnxModel(fp32_path)
@@ -134,7 +134,7 @@ def quantize(checkpoint: str | os.PathLike, calib: str | os.PathLike, out: str |
                             calibrate_method=CalibrationMethod[CALIBRATION_METHODS[method]])
             if reader.used == 0:
                 raise DataError(f"--calib {calib}: none of the {len(files)} sampled files is a readable image")
-            write_metadata(target, {**meta, "precision": "int8"})
+            write_onnx_metadata(target, {**meta, "precision": "int8"})
 
         path = atomic_write(out, write)
         used, skipped = reader.used, list(reader.skipped)

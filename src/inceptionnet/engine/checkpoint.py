@@ -9,7 +9,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from ..artifacts import META_KEYS, read_checkpoint, save_model
+from ..artifacts.format import META_KEYS, read_checkpoint, save_model
 
 
 def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> Path:

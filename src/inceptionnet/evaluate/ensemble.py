@@ -11,8 +11,7 @@ import torch
 from torch import Tensor, nn
 
 from .. import artifacts, fast
-from ..artifacts import LoadedModel
-from ..deploy.onnx_model import OnnxModel
+from ..artifacts import LoadedModel, OnnxModel
 from ..errors import ConfigError
 from ..models.registry import Preprocess
 from ..runtime import Precision, choose_inference_precision

@@ -150,6 +150,11 @@ class InceptionClassifier(nn.Module):
 
 
 
+def is_aux_key(model: nn.Module, key: str) -> bool:
+    """True when the state_dict key `key` belongs to one of `model`'s auxiliary heads."""
+    return any(key.startswith(name + ".") for name in getattr(model, "aux_head_names", ()))
+
+
 def check_aux_grid(model: InceptionClassifier, grid: Tensor, min_grid: int, min_input_size: int) -> None:
     """Raise `InputSizeError` when the grid an aux head reads is smaller than `min_grid` (naming
     `min_input_size`, the model input that gives a large enough grid)."""

@@ -10,7 +10,6 @@ from .convert import (
     load_state_dict,
     load_weights,
     read_state_dict,
-    save_weights,
 )
 from .download import cached_path, fetch_weights, is_offline
 from .pretrained import (
@@ -27,5 +26,5 @@ __all__ = [
     "LoadReport", "SOURCES", "WEIGHTS", "WeightSpec", "cached_path", "class_names", "convert_state_dict",
     "create_model", "default_weights", "export_state_dict", "fetch_weights", "fold_input_affine", "get_weights",
     "is_offline", "is_weights_tag", "list_weights", "load_pretrained", "load_state_dict", "load_weights",
-    "pretrained_checkpoint", "pretrained_state_dict", "read_state_dict", "resolve_weights", "save_weights",
+    "pretrained_checkpoint", "pretrained_state_dict", "read_state_dict", "resolve_weights",
 ]

@@ -15,9 +15,8 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from ..artifacts import is_aux_key, save_model
 from ..errors import PartialLoadWarning, WeightsError
-from ..fileio import atomic_write
+from ..models.base import is_aux_key
 
 SOURCES = ("inceptionnet", "torchvision", "timm", "cadene")
 _WRAPPER_KEYS = ("model", "state_dict", "model_state_dict")
@@ -165,44 +164,6 @@ def export_state_dict(model: nn.Module, source: str = "inceptionnet") -> dict[st
     if source != "inceptionnet" and hasattr(model, "state_dict_to_peer"):
         state = model.state_dict_to_peer(state, source)
     return state
-
-
-def save_weights(model: nn.Module, path: str | os.PathLike, source: str = "inceptionnet",
-                 class_names: Sequence[str] | None = None) -> Path:
-    """Write `model`'s weights in `source`'s layout, atomically: safetensors for a `.safetensors` path, else
-    torch.save. Both carry the model file metadata of `inceptionnet.artifacts` (so eval and predict load them),
-    with `class_names` (default: ImageNet's for 1000 classes, else the indices); a .pt in a peer's layout
-    stays the plain state_dict that the peer's own code loads."""
-    state = export_state_dict(model, source)
-    safetensors = str(path).endswith(".safetensors")
-    if getattr(model, "spec", None) is None or not (safetensors or source == "inceptionnet"):
-        return _save_plain(path, state, safetensors)
-    return save_model(path, state, model_metadata(model, source, class_names))
-
-
-def _save_plain(path: str | os.PathLike, state: dict[str, Tensor], safetensors: bool) -> Path:
-    if safetensors:
-        from safetensors.torch import save_file
-
-        contiguous = {k: v.contiguous() for k, v in state.items()}
-        return atomic_write(path, lambda tmp: save_file(contiguous, tmp))
-    return atomic_write(path, lambda tmp: torch.save(state, tmp))
-
-
-def model_metadata(model: nn.Module, layout: str = "inceptionnet",
-                   class_names: Sequence[str] | None = None) -> dict:
-    """The model file metadata (`inceptionnet.artifacts`) of a registry-built `model` whose weights are saved in
-    `layout`: its constructor options, `class_names` (see `save_weights`), the preprocessing of its published
-    weights or else of its model spec."""
-    from .registry import imagenet_classes
-
-    if class_names is None:
-        class_names = imagenet_classes() if model.num_classes == 1000 else [str(i) for i in range(model.num_classes)]
-    preprocess = getattr(model, "weights_spec", model.spec).preprocess
-    return {"model_name": model.spec.name, "layout": layout, "class_names": list(class_names),
-            "model_kwargs": {"num_classes": model.num_classes, "aux_logits": model.aux_logits,
-                             "in_chans": model.in_chans},
-            "preprocess": preprocess.to_dict()}
 
 
 def fold_input_affine(state_dict: dict[str, Tensor], conv: str, bn: str, scale: Sequence[float],

@@ -1,7 +1,7 @@
-"""ONNX files written by `inceptionnet export` / `quantize`, run by onnxruntime behind the interface of a
-PyTorch network, so that evaluation and prediction treat them like checkpoints.
+"""ONNX model files written by `inceptionnet export` / `quantize`: their metadata, and an onnxruntime session
+behind the interface of a PyTorch network, so that evaluation and prediction treat them like checkpoints.
 
-The file's `metadata_props` carry the metadata of every inceptionnet model file (`inceptionnet.artifacts`):
+The file's `metadata_props` carry the metadata of every inceptionnet model file (`artifacts.format`):
 model name and kwargs, class names, preprocessing, precision and the training run's config (strings, JSON
 where structured).
 """
@@ -16,12 +16,12 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..artifacts import decode_metadata, encode_metadata, stamped
 from ..errors import WeightsError
+from .format import decode_metadata, encode_metadata, stamped
 
 
-def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
-    """The decoded inceptionnet metadata of the ONNX file `path` (see `inceptionnet.artifacts`; "precision"
+def read_onnx_metadata(path: str | os.PathLike) -> dict[str, Any]:
+    """The decoded inceptionnet metadata of the ONNX file `path` (see `artifacts.format`; "precision"
     defaults to fp32); the graph is not run."""
     import onnx
 
@@ -36,7 +36,7 @@ def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
     return {"precision": "fp32", **meta}
 
 
-def write_metadata(path: str | os.PathLike, meta: dict[str, Any]) -> None:
+def write_onnx_metadata(path: str | os.PathLike, meta: dict[str, Any]) -> None:
     """Replace the metadata_props of the ONNX file `path` (in place: call it on a file not yet published)."""
     import onnx
 
@@ -59,7 +59,7 @@ class OnnxModel:
     def __init__(self, path: str | os.PathLike, threads: int | None = None) -> None:
         import onnxruntime
 
-        self.meta = read_metadata(path)
+        self.meta = read_onnx_metadata(path)
         options = onnxruntime.SessionOptions()
         if threads:
             options.intra_op_num_threads = threads

@@ -1,4 +1,5 @@
-"""The one saved-model format, and `load_model` for every file a model can come from.
+"""The one saved-model format: the metadata every model file carries, written the same way into .pt and
+.safetensors (and ONNX, `artifacts.onnx`), recognising a model file by its first bytes, and reading it.
 
 A model file holds weights plus the metadata needed to use them: format ("inceptionnet-checkpoint"),
 version, model_name, model_kwargs (constructor options), class_names, preprocess (`Preprocess.to_dict()`),
@@ -7,7 +8,7 @@ and where known layout (the key layout of the weights: inceptionnet, torchvision
   .pt           torch.save'd dict: the metadata as top-level keys beside "model" (a state_dict); a training
                 checkpoint adds "ema" and its training state (`engine/checkpoint.py`)
   .safetensors  the header's string metadata, JSON-encoded where structured
-  .onnx         the same strings in metadata_props (`deploy/onnx_model.py`)
+  .onnx         the same strings in metadata_props (`artifacts.onnx`)
 
 Files are recognised by their first bytes, never by their names alone, and read without running code
 (`torch.load(..., weights_only=True)`, safetensors, protobuf).
@@ -20,16 +21,14 @@ import os
 import pickle
 import zipfile
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
-from .errors import NotAModelFileError, WeightsError
-from .fileio import atomic_write
-from .models.registry import Preprocess
+from ..errors import NotAModelFileError, WeightsError
+from ..fileio import atomic_write
 
 # The name version 1 files were written with; it now names the format of every model file.
 FORMAT = "inceptionnet-checkpoint"
@@ -38,26 +37,6 @@ REQUIRED_KEYS = ("model_name", "model_kwargs", "class_names", "preprocess")
 META_KEYS = ("format", "version", *REQUIRED_KEYS, "layout", "config", "precision")
 JSON_KEYS = ("version", "model_kwargs", "class_names", "preprocess", "config")
 EXPECTED = "expected an inceptionnet checkpoint (.pt), a .safetensors written by export/convert, or an .onnx"
-
-
-@dataclass
-class LoadedModel:
-    """A model ready for inference: `model` maps (N, C, S, S) float images to (N, num_outputs) logits (an eval-mode
-    nn.Module without aux heads, or an `OnnxModel` session); `preprocess` and `class_names` say how to feed it and
-    read it; `meta` is the file's decoded metadata; `source` is the file (or weights tag) it came from and `kind`
-    one of "checkpoint" (.pt), "safetensors", "onnx" or "weights" (a weights tag)."""
-
-    model: Any
-    preprocess: Preprocess
-    class_names: list[str]
-    meta: dict[str, Any]
-    source: str
-    kind: str
-
-
-def is_aux_key(model: nn.Module, key: str) -> bool:
-    """True when the state_dict key `key` belongs to one of `model`'s auxiliary heads."""
-    return any(key.startswith(name + ".") for name in getattr(model, "aux_head_names", ()))
 
 
 def stamped(meta: Mapping[str, Any]) -> dict[str, Any]:
@@ -139,14 +118,9 @@ def resolve(source: str | os.PathLike) -> Path:
     return path
 
 
-def model_kind(source: str | os.PathLike) -> str:
-    """What `source` is (a `LoadedModel.kind`): a registered weights tag that is no file, else the kind of the file
-    (run folders resolved) recognised by its first bytes; a NotAModelFileError for anything else."""
-    from .weights import is_weights_tag
-
-    if not Path(source).exists() and is_weights_tag(str(source)):
-        return "weights"
-    path = resolve(source)
+def file_kind(path: Path) -> str:
+    """What the model file `path` is, recognised by its first bytes: "checkpoint" (.pt), "safetensors" or
+    "onnx"; a NotAModelFileError for anything else."""
     with open(path, "rb") as f:
         head = f.read(9)
     if head.startswith(b"PK\x03\x04"):
@@ -177,7 +151,7 @@ def read_checkpoint(source: str | os.PathLike) -> dict[str, Any]:
     """The whole dict of the .pt file `source` (a file or run folder): metadata, "model", and what training added;
     read on the CPU with `weights_only=True`, plus "path", the file read."""
     path = resolve(source)
-    if model_kind(path) != "checkpoint":
+    if file_kind(path) != "checkpoint":
         raise NotAModelFileError(f"{path} is no PyTorch checkpoint: expected a .pt written by inceptionnet")
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
@@ -194,32 +168,15 @@ def read_checkpoint(source: str | os.PathLike) -> dict[str, Any]:
     return {**ckpt, "path": str(path)}
 
 
-def read_metadata(source: str | os.PathLike) -> dict[str, Any]:
-    """The decoded metadata (see the module docstring) of the model `source` names, as `load_model` takes it,
-    plus "kind"; a weights tag's comes from the registry, without fetching the weights."""
-    kind = model_kind(source)
-    if kind == "weights":
-        from .weights.pretrained import pretrained_metadata
-
-        meta = pretrained_metadata(str(source))
-    elif kind == "onnx":
-        from .deploy.onnx_model import read_metadata as read_onnx_metadata
-
-        meta = read_onnx_metadata(resolve(source))
-    elif kind == "safetensors":
-        meta = decode_metadata(_safetensors_header(resolve(source)), resolve(source))
-    else:
-        meta = _checkpoint_metadata(read_checkpoint(source))
-    return {**meta, "kind": kind}
-
-
-def _checkpoint_metadata(ckpt: Mapping[str, Any]) -> dict[str, Any]:
+def checkpoint_metadata(ckpt: Mapping[str, Any]) -> dict[str, Any]:
+    """The metadata keys of the checkpoint dict `ckpt`."""
     # As JSON gives it (lists, not tuples), so that a .pt and a .safetensors of one model give equal metadata.
     return {key: json.loads(json.dumps(value, default=str)) if key in JSON_KEYS else value
             for key, value in ckpt.items() if key in META_KEYS}
 
 
-def _safetensors_header(path: Path) -> dict[str, str]:
+def safetensors_header(path: Path) -> dict[str, str]:
+    """The string metadata of the .safetensors file `path` (its tensors are not read)."""
     from safetensors import safe_open
 
     try:
@@ -229,62 +186,11 @@ def _safetensors_header(path: Path) -> dict[str, str]:
         raise WeightsError(f"cannot read {path}: {type(e).__name__}: {str(e).splitlines()[0]}") from None
 
 
-def _safetensors_weights(path: Path) -> dict[str, Tensor]:
+def safetensors_weights(path: Path) -> dict[str, Tensor]:
+    """The tensors of the .safetensors file `path`, on the CPU."""
     from safetensors.torch import load_file
 
     try:
         return load_file(str(path))
     except Exception as e:  # truncated data raises the library's own types
         raise WeightsError(f"cannot read {path}: {type(e).__name__}: {str(e).splitlines()[0]}") from None
-
-
-def build_model(meta: Mapping[str, Any], state_dict: Mapping[str, Tensor], origin: str) -> nn.Module:
-    """The model `meta` describes, without aux heads, loaded strictly with `state_dict` (converted from the
-    metadata's layout; aux weights dropped), in eval mode on the CPU. `origin` names the file in errors."""
-    from .models.registry import create_model
-    from .weights import load_state_dict
-
-    model = create_model(meta["model_name"], **{**meta["model_kwargs"], "aux_logits": False})
-    load_state_dict(model, dict(state_dict), meta.get("layout") or "inceptionnet", strict=True, aux="drop",
-                    origin=origin)
-    return model.eval()
-
-
-def load_model(source: str | os.PathLike) -> LoadedModel:
-    """Load the model `source` names for inference: a training checkpoint .pt (its EMA weights when it has them),
-    a run folder (best.pt, else last.pt), a .safetensors or .pt written by export or convert, an .onnx written by
-    export or quantize (an onnxruntime session; onnxruntime is imported only then), or a registered weights tag.
-    Anything else is a NotAModelFileError naming the file; see `LoadedModel`."""
-    kind = model_kind(source)
-    if kind == "onnx":
-        from .deploy.onnx_model import OnnxModel
-
-        path = resolve(source)
-        session = OnnxModel(path)
-        return _loaded(session, session.meta, str(path), kind)
-    if kind == "weights":
-        from .weights import pretrained_checkpoint
-
-        ckpt = pretrained_checkpoint(str(source))
-        meta, weights, origin = stamped(ckpt), ckpt["model"], str(source)
-    elif kind == "safetensors":
-        path = resolve(source)
-        meta, weights, origin = decode_metadata(_safetensors_header(path), path), _safetensors_weights(path), str(path)
-    else:
-        ckpt = read_checkpoint(source)
-        weights = ckpt["ema"] if ckpt.get("ema") is not None else ckpt["model"]
-        meta, origin = _checkpoint_metadata(ckpt), ckpt["path"]
-    return _loaded(build_model(meta, weights, origin), meta, origin, kind)
-
-
-def _loaded(model: Any, meta: dict[str, Any], source: str, kind: str) -> LoadedModel:
-    try:
-        preprocess = Preprocess.from_dict(meta["preprocess"])
-    except (TypeError, ValueError, AttributeError) as e:
-        raise WeightsError(f"{source}: its preprocessing metadata cannot be used ({e})") from None
-    return LoadedModel(model, preprocess, list(meta["class_names"]), meta, source, kind)
-
-
-__all__ = ["FORMAT", "VERSION", "LoadedModel", "build_model",
-           "decode_metadata", "encode_metadata", "is_aux_key", "load_model", "model_kind", "read_checkpoint",
-           "read_metadata", "resolve", "save_model", "stamped", "write_model"]
