@@ -143,7 +143,7 @@ def quantize(checkpoint: str | os.PathLike, calib: str | os.PathLike, out: str |
         quant_pre_process(str(fp32_path), str(prepared))
         # Defaults measured on the demo model (bench/RESULTS.md): with 8-bit weights, CPUs without VNNI (AVX2)
         # overflow the 16-bit sums of two uint8 x int8 products (2 x 255 x 127 > 32767), mostly in the first
-        # convolution's dot products over raw pixels; 7-bit weights cannot (2 x 255 x 64 fits) and run as fast.
+        # convolution's dot products over normalised pixels; 7-bit weights cannot (2 x 255 x 64 fits) and run as fast.
         # The fp32 classifier, which writes the logits, costs no measurable speed either. Together they cut the
         # relative logit error from 4.2 % to 1.7 %; keeping the first convolution fp32 instead costs ~20 %.
         fp32_nodes = classifier_nodes(onnx.load(str(prepared)).graph) if fp32_classifier else []
