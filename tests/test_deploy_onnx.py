@@ -6,6 +6,7 @@ import json
 import onnx
 import pytest
 import torch
+from onnx import numpy_helper
 
 from deploy_models import CLASSES, make_checkpoint
 from image_folders import make_image_folder
@@ -109,6 +110,13 @@ def test_quantize_cli_and_its_errors(models, tmp_path, capsys):
     out = tmp_path / "q.onnx"
     assert main(["quantize", str(onnx_path), "--calib", str(folder), "--out", str(out), "--num-images", "6"]) == 0
     assert "calibrated on 6 images" in capsys.readouterr().out and read_onnx_metadata(out)["precision"] == "int8"
+    every = tmp_path / "every.onnx"
+    assert main(["quantize", str(onnx_path), "--calib", str(folder), "--out", str(every), "--num-images", "6",
+                 "--full-range", "--quantize-classifier"]) == 0
+    assert "8-bit weights" in capsys.readouterr().out
+    graph = onnx.load(str(every)).graph
+    assert max(int(abs(w.astype(int)).max()) for w in int8_weights(graph)) > 64
+    assert classifier_of(graph).input[1] in {o for n in graph.node if n.op_type == "DequantizeLinear" for o in n.output}
     assert main(["quantize", str(out), "--calib", str(folder), "--out", str(tmp_path / "again.onnx")]) == 2
     assert "already int8" in capsys.readouterr().err
     (tmp_path / "empty").mkdir()
@@ -116,3 +124,37 @@ def test_quantize_cli_and_its_errors(models, tmp_path, capsys):
     assert main(["quantize", str(ckpt), "--calib", str(folder), "--out", str(tmp_path / "x.onnx"),
                  "--method", "magic"]) == 2
     assert not (tmp_path / "x.onnx").exists() and not (tmp_path / "again.onnx").exists()
+
+
+def int8_weights(graph) -> list:
+    """The int8 weight tensors of the Conv/Gemm nodes of a QDQ graph, as numpy arrays."""
+    return [numpy_helper.to_array(t) for t in graph.initializer
+            if t.data_type == onnx.TensorProto.INT8 and len(t.dims) > 1]
+
+
+def classifier_of(graph):
+    """The Gemm node whose output, through ops such as Flatten, is the graph's output."""
+    producers = {o: n for n in graph.node for o in n.output}
+    node = producers[graph.output[0].name]
+    while node.op_type != "Gemm":
+        node = producers[node.input[0]]
+    return node
+
+
+def test_int8_default_is_7_bit_weights_and_an_fp32_classifier(int8):
+    graph = onnx.load(int8["path"]).graph
+    dequantized = {o for n in graph.node if n.op_type == "DequantizeLinear" for o in n.output}
+    classifier = classifier_of(graph)
+    floats = {t.name for t in graph.initializer if t.data_type == onnx.TensorProto.FLOAT}
+    assert int8["fp32_nodes"] == [classifier.name] and classifier.input[1] in floats  # an fp32 weight matrix
+    convs = [n for n in graph.node if n.op_type == "Conv"]
+    assert convs and all(dequantized & set(n.input) for n in convs), "every convolution, the first too, is int8"
+    assert max(int(abs(w.astype(int)).max()) for w in int8_weights(graph)) <= 64
+
+
+@pytest.mark.parametrize("method", ["percentile", "entropy"])
+def test_histogram_calibration_with_a_short_last_batch(models, method, tmp_path):
+    ckpt, _, _ = models
+    folder = make_image_folder(tmp_path / "images", classes=3, per_class=7, size=40)  # 21: not a multiple of 16
+    result = quantize(ckpt, folder, tmp_path / "m.int8.onnx", num_images=21, method=method)
+    assert result["calibration_images"] == 21 and read_onnx_metadata(result["path"])["precision"] == "int8"
