@@ -29,16 +29,15 @@ def test_val_every_is_kept_as_given():
     assert [e for e in range(4, 8) if cadence.validate_now(e, 7)] == [6, 7]
 
 
-def test_checkpoint_at_the_end_on_a_new_best_and_when_the_last_is_old(monkeypatch):
+def test_checkpoint_at_the_end_and_when_the_last_is_old(monkeypatch):
     now = [100.0]
     monkeypatch.setattr(cadence_module.time, "monotonic", lambda: now[0])
     cadence = Cadence(checkpoint_every_s=60.0)
-    assert not cadence.checkpoint_now(final=False, improved=False)
-    assert cadence.checkpoint_now(final=True, improved=False) and cadence.checkpoint_now(final=False, improved=True)
+    assert not cadence.checkpoint_now(final=False) and cadence.checkpoint_now(final=True)
     now[0] += 60.0
-    assert cadence.checkpoint_now(final=False, improved=False)
+    assert cadence.checkpoint_now(final=False)
     cadence.saved()
-    assert not cadence.checkpoint_now(final=False, improved=False)
+    assert not cadence.checkpoint_now(final=False)
 
 
 def test_state_round_trips():

@@ -18,7 +18,7 @@ from .runlog import LAST_EPOCHS_MEAN
 VAL_SHARE = 0.02
 # ...and in every one of the last epochs, whose mean the report gives as a measure of stability.
 VALIDATE_LAST = LAST_EPOCHS_MEAN
-# last.pt is written at least this often (and after every new best and at the end).
+# last.pt is written at least this often (and at the end).
 CHECKPOINT_EVERY_S = 60.0
 
 
@@ -51,9 +51,10 @@ class Cadence:
         if not self.val_every:
             self.interval = max(1, math.ceil(val_seconds / (VAL_SHARE * max(train_seconds, 1e-9))))
 
-    def checkpoint_now(self, final: bool, improved: bool) -> bool:
-        """Whether to write last.pt now: at the end, on a new best, or when the last one is old enough."""
-        return final or improved or time.monotonic() - self.last_save >= self.checkpoint_every_s
+    def checkpoint_now(self, final: bool) -> bool:
+        """Whether to write last.pt now: at the end, or when the last one is old enough (a new best goes to
+        best.pt, which holds the evaluated weights only)."""
+        return final or time.monotonic() - self.last_save >= self.checkpoint_every_s
 
     def saved(self) -> None:
         self.last_save = time.monotonic()

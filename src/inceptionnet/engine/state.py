@@ -66,10 +66,14 @@ class RunState:
     nonfinite_total: int = 0
     skipped: dict[str, str] = field(default_factory=dict)
 
+    def model_meta(self) -> dict[str, Any]:
+        """The model file metadata of the run's network: name and constructor options, classes, preprocessing."""
+        return {"model_name": self.model_name, "model_kwargs": self.model_kwargs, "class_names": self.class_names,
+                "preprocess": self.preprocess.to_dict()}
+
     def model_dict(self) -> dict[str, Any]:
         """The model part of the checkpoint: what eval, predict and export read."""
-        return {"model_name": self.model_name, "model_kwargs": self.model_kwargs, "class_names": self.class_names,
-                "preprocess": self.preprocess.to_dict(), "model": self.model.state_dict(),
+        return {**self.model_meta(), "model": self.model.state_dict(),
                 "ema": self.ema.module.state_dict() if self.ema is not None else None}
 
     def state_dict(self, rng: dict, config: dict[str, Any]) -> dict[str, Any]:

@@ -3,10 +3,11 @@
 
 `fit(options, recipe)` trains one run into `options.out` and returns its report. The run folder gets
 `config.json`, `metrics.csv`, TensorBoard events, `curves.png`, `report.json`, `log.txt` (through
-`RunLogger`) and the checkpoints `last.pt` (at the end, on each new best, at least every
-`checkpoint_every_s` seconds, and every `save_every_steps` optimizer steps) and `best.pt` (best validation
-top-1). How often it validates is `Cadence`'s choice (cadence.py). A checkpoint holds everything needed
-to continue bit for bit: model, optimizer, scheduler, scaler, EMA, the position in the epoch, RNG states and the config.
+`RunLogger`) and the checkpoints `last.pt` (at the end, at least every `checkpoint_every_s` seconds, and
+every `save_every_steps` optimizer steps) and `best.pt` (the evaluated weights of the best validation
+top-1, a model file without the training state). How often it validates is `Cadence`'s choice
+(cadence.py). last.pt holds everything needed to continue bit for bit: model, optimizer, scheduler, scaler,
+EMA, the position in the epoch, RNG states and the config.
 """
 
 from __future__ import annotations
@@ -21,9 +22,9 @@ from typing import Any
 
 from torch import Tensor, nn
 
+from ..artifacts.format import save_model
 from ..errors import ConfigError, DataError
 from ..fast import optimize
-from ..fileio import atomic_copy
 from ..models import create_model, get_spec
 from ..recipes import AUTO_RECIPE, Recipe
 from ..recipes_auto import fit_regularisation
@@ -274,6 +275,14 @@ class Trainer:
             checkpoint = self.state.state_dict(rng_state(), self.config())
             save_checkpoint(self.run_dir / "last.pt", {**checkpoint, "per_rank": per_rank})
 
+    def save_best(self) -> None:
+        """Write best.pt: the evaluated weights (their average when the run keeps one) as a model file with the
+        run's config and the epoch; the training state (optimizer and the rest) is last.pt's alone, which keeps
+        a new best cheap to save."""
+        state = self.state
+        save_model(self.run_dir / "best.pt", state.eval_model().state_dict(), {**state.model_meta(), "config":
+                   self.config()}, extra={"epoch": state.best_epoch, "val_acc": state.best_top1})
+
     def after_step(self) -> None:
         """Write last.pt every `save_every_steps` optimizer steps inside an epoch (for mid-epoch resume)."""
         every = self.options.save_every_steps
@@ -456,11 +465,11 @@ class Trainer:
             state.best_top1, state.best_epoch = metrics["val_acc"], state.epoch
         state.steps_seconds += metrics["time"]
         state.stats = EpochStats()
-        if dist.broadcast_object(self.cadence.checkpoint_now(state.epoch >= self.recipe.epochs, improved)):
+        if dist.broadcast_object(self.cadence.checkpoint_now(state.epoch >= self.recipe.epochs)):
             self.save_last()
             self.cadence.saved()
         if improved and self.ctx.is_main:
-            atomic_copy(self.run_dir / "last.pt", self.run_dir / "best.pt")
+            self.save_best()
         self.log.log_epoch(state.epoch, self.recipe.epochs, metrics)
         self.log.scalars(state.epoch, {"nonfinite_skipped": state.nonfinite_total})
 
@@ -501,7 +510,7 @@ class Trainer:
         out: dict[str, Any] = {"best_checkpoint": str(best)}
         if "test" in self.eval_loaders:
             ckpt = load_checkpoint(best)
-            self.state.eval_model().load_state_dict(ckpt["ema"] if ckpt["ema"] is not None else ckpt["model"])
+            self.state.eval_model().load_state_dict(ckpt["model"])
             test = evaluate(self.state.eval_model(), self.eval_loaders["test"], len(self.class_names), self.step,
                             self.note_skipped)
             out["test_per_class_recall"] = dict(zip(self.class_names, test.pop("recall"), strict=True))
