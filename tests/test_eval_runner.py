@@ -238,3 +238,13 @@ def test_eval_runs_the_optimized_model_traced_at_the_checkpoint_size(random_ense
                  "--no-optimize"]) == 0
     assert len(traced_at) == 2
     assert json.loads((tmp_path / "plain" / "report.json").read_text())["optimized"] is False
+
+
+def test_a_train_and_test_folder_is_evaluated_on_its_test_split(tmp_path):
+    from inceptionnet.evaluate.runner import load_eval_data
+
+    make_image_folder(tmp_path / "data" / "train", per_class=3)
+    make_image_folder(tmp_path / "data" / "test", per_class=2)
+    data = load_eval_data(tmp_path / "data", build_eval_transform(PRE))
+    assert len(data.dataset) == 2 * len(data.class_names) and "train" not in data.class_names
+    assert all("/test/" in path for path, _ in data.dataset.samples)

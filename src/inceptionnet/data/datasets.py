@@ -88,6 +88,17 @@ def single_image_notes(samples: list[Sample], class_names: list[str]) -> list[st
             for label in single_sample_classes(samples)]
 
 
+def has_split_folders(root: Path) -> bool:
+    """Whether `root` holds its splits as class folders: `train/` with `val/` and/or `test/`."""
+    return (root / "train").is_dir() and ((root / "val").is_dir() or (root / "test").is_dir())
+
+
+def has_predefined_splits(root: Path) -> bool:
+    """Whether `build_datasets` reads `root` as given splits (split folders, or CIFAR-10's batches) rather than
+    splitting it by `val_split`."""
+    return has_split_folders(root) or find_cifar10_root(root) is not None
+
+
 def build_datasets(
     data: str | os.PathLike | None,
     val_split: float,
@@ -114,6 +125,6 @@ def build_datasets(
     if find_cifar10_root(root) is not None:
         train, test, names = cifar10_datasets(root, train_transform, eval_transform)
         return Datasets(train, test, None, names, [], f"CIFAR-10 in {root} (validation = test batch)")
-    if (root / "train").is_dir() and ((root / "val").is_dir() or (root / "test").is_dir()):
+    if has_split_folders(root):
         return _from_split_folders(root, train_transform, eval_transform)
     return _from_one_folder(root, val_split, seed, train_transform, eval_transform)

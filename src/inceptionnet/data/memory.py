@@ -30,7 +30,7 @@ from ..models.registry import Preprocess
 from ..recipes import Recipe
 from ..runtime import mix_seed
 from .cifar import cifar10_datasets, find_cifar10_root
-from .datasets import Datasets, _relabel, single_image_notes
+from .datasets import Datasets, _relabel, has_split_folders, single_image_notes
 from .folder import Batch, Sample, scan_image_folder, stratified_split
 from .images import BadImageError, decode_image, open_image, oriented_size
 from .transforms import to_model_input
@@ -268,7 +268,7 @@ def in_memory_datasets(data: str | os.PathLike | None, val_split: float, seed: i
 
 def _folder_splits(root: Path, val_split: float, seed: int):
     """(class names, {split: samples}, skipped, source, notes) for the folder layouts `in_memory_datasets` takes."""
-    if (root / "train").is_dir() and ((root / "val").is_dir() or (root / "test").is_dir()):
+    if has_split_folders(root):
         train = scan_image_folder(root / "train")
         names, skipped = train.class_names, list(train.skipped)
         samples = {"train": train.samples}

@@ -50,12 +50,6 @@ class EvalData:
     description: str
 
 
-def _is_split_layout(root: Path) -> bool:
-    # Folders that build_datasets reads as predefined splits: train/ + val/ (optional test/), or CIFAR-10.
-    return ((root / "train").is_dir() and (root / "val").is_dir()) or root.name == "cifar-10-batches-py" \
-        or (root / "cifar-10-batches-py").is_dir()
-
-
 def load_eval_data(data: str | os.PathLike | None, transform, split: str = "auto", val_split: float = 0.2,
                    seed: int = 0) -> EvalData:
     """Pick the evaluation images of `data`.
@@ -65,7 +59,7 @@ def load_eval_data(data: str | os.PathLike | None, transform, split: str = "auto
     "val"/"test" ask for that split (a plain folder is split like training does, with `val_split`, `seed`;
     "val" of a folder with a test split is still its val split); "all" takes every image of a plain folder.
     """
-    from ..data.datasets import build_datasets
+    from ..data.datasets import build_datasets, has_predefined_splits
     from ..data.folder import ImageDataset, scan_image_folder
 
     if split not in SPLITS:
@@ -73,7 +67,7 @@ def load_eval_data(data: str | os.PathLike | None, transform, split: str = "auto
     root = None if data is None else Path(data)
     if root is not None and not root.exists():
         raise DataError(f"--data {root}: no such folder")
-    plain_folder = root is not None and not _is_split_layout(root)
+    plain_folder = root is not None and not has_predefined_splits(root)
     if split == "all" or (split == "auto" and plain_folder):
         if not plain_folder:
             raise DataError(f"--split all needs a folder of class folders; {root} holds predefined splits")
