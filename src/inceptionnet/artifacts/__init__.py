@@ -68,7 +68,8 @@ def read_metadata(source: str | os.PathLike) -> dict[str, Any]:
     elif kind == "onnx":
         meta = read_onnx_metadata(resolve(source))
     elif kind == "safetensors":
-        meta = decode_metadata(safetensors_header(resolve(source)), resolve(source))
+        path = resolve(source)
+        meta = decode_metadata(safetensors_header(path), path)
     else:
         meta = checkpoint_metadata(read_checkpoint(source))
     return {**meta, "kind": kind}

@@ -33,6 +33,7 @@ from .cifar import cifar10_datasets, find_cifar10_root
 from .datasets import Datasets, _relabel, has_split_folders, single_image_notes
 from .folder import Batch, Sample, scan_image_folder, stratified_split
 from .images import BadImageError, decode_image, open_image, oriented_size
+from .loaders import announce_epoch
 from .transforms import to_model_input
 
 # A folder is "small" when its images are at most this many pixels a side and they fit in MAX_BYTES as uint8.
@@ -137,8 +138,7 @@ class InMemoryLoader:
         """Select the order and augmentation of the next pass; a resuming sampler leaves out its first `skip`
         indices."""
         self.epoch = epoch
-        if hasattr(self.sampler, "set_epoch"):
-            self.sampler.set_epoch(epoch, skip) if skip else self.sampler.set_epoch(epoch)
+        announce_epoch(self.sampler, epoch, skip)
 
     def __len__(self) -> int:
         n = len(self.sampler)

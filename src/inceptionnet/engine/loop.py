@@ -178,8 +178,8 @@ def evaluate(model: nn.Module, batches: Iterable, num_classes: int, step: TrainS
     sums = dist.all_reduce_sum(sums.tolist()).cpu()
     n = max(float(sums[3]), 1)
     hits_per_class, images_per_class = sums[4:4 + num_classes], sums[4 + num_classes:]
-    recall = (hits_per_class / images_per_class.clamp(min=1)).tolist()
+    recall = hits_per_class / images_per_class.clamp(min=1)
     present = images_per_class > 0
-    bacc = float((hits_per_class / images_per_class.clamp(min=1))[present].sum()) / max(int(present.sum()), 1)
+    bacc = float(recall[present].sum()) / max(int(present.sum()), 1)
     return {"acc": float(sums[0]) / n, f"top{k}": float(sums[1]) / n, "loss": float(sums[2]) / n,
-            "images": int(sums[3]), "bacc": bacc, "recall": recall}
+            "images": int(sums[3]), "bacc": bacc, "recall": recall.tolist()}

@@ -206,7 +206,8 @@ class Trainer:
         workers = self.options.workers
         self.train_loader = build_loader(self.data.train, batch, workers, seed, drop_last=True, order=order)
         splits = {split: getattr(self.data, split) for split in ("val", "test")}
-        self.eval_loaders = {split: build_loader(dataset, batch, workers, seed, order=dist.EvalSampler(dataset))
+        self.eval_loaders = {split: build_loader(dataset, batch, workers, seed, order=dist.EvalSampler(dataset),
+                                                 seed_items=False)
                              for split, dataset in splits.items() if dataset is not None and len(dataset) > 0}
 
     def train_transform(self):

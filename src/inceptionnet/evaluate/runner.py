@@ -219,7 +219,7 @@ def iter_probabilities(members: Sequence[Member], dataset: Dataset, tta: str, ba
     from ..data.loaders import build_loader
 
     images_per_step = max(1, batch_size // crops_per_image(tta))
-    loader = build_loader(dataset, images_per_step, shuffle=False, workers=workers, seed=0)
+    loader = build_loader(dataset, images_per_step, shuffle=False, workers=workers, seed=0, seed_items=False)
     for batch in _progress(loader, len(loader), quiet):
         if len(batch.targets) == 0:
             yield torch.empty(0, len(members[0].class_names)), batch.targets, list(batch.skipped)
