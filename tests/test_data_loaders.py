@@ -13,3 +13,30 @@ def test_loader_over_a_subset_yields_the_chosen_items():
     targets = torch.cat([batch.targets for batch in loader])
     assert targets.tolist() == [1, 3, 5, 7]
     assert torch.equal(torch.cat([batch.images for batch in loader])[:, 0, 0, 0], targets.float())
+
+
+class RandomItems(torch.utils.data.Dataset):
+    """Item i is a draw from torch's generator (as an augmentation is), tagged with i."""
+
+    def __len__(self) -> int:
+        return 8
+
+    def __getitem__(self, index: int):
+        return torch.rand(3, 1, 1), index
+
+
+def test_an_items_draws_depend_on_seed_epoch_and_index_only_and_leave_the_callers_generator_alone():
+    def epoch_images(workers: int, epoch: int) -> torch.Tensor:
+        loader = build_loader(RandomItems(), batch_size=3, shuffle=True, workers=workers, seed=7)
+        loader.set_epoch(epoch)
+        batches = list(loader)
+        order = torch.cat([b.targets for b in batches]).argsort()
+        return torch.cat([b.images for b in batches])[order]
+
+    torch.manual_seed(123)
+    expected_next = torch.rand(4)
+    torch.manual_seed(123)
+    in_main = epoch_images(workers=0, epoch=1)
+    assert torch.equal(torch.rand(4), expected_next)  # loading in the main process left dropout's draws alone
+    assert torch.equal(in_main, epoch_images(workers=2, epoch=1))
+    assert not torch.equal(in_main, epoch_images(workers=0, epoch=2))

@@ -11,11 +11,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
 from torch import Tensor, nn
 
 from ..errors import WeightsError
-from ..fileio import atomic_write
 from ..models.registry import Preprocess, create_model
 from ..weights import export_state_dict, is_weights_tag, load_state_dict, pretrained_checkpoint
 from ..weights.pretrained import pretrained_metadata
@@ -123,18 +121,8 @@ def save_weights(model: nn.Module, path: str | os.PathLike, source: str = "incep
     stays the plain state_dict that the peer's own code loads."""
     state = export_state_dict(model, source)
     safetensors = str(path).endswith(".safetensors")
-    if getattr(model, "spec", None) is None or not (safetensors or source == "inceptionnet"):
-        return _save_plain(path, state, safetensors)
-    return save_model(path, state, model_metadata(model, source, class_names))
-
-
-def _save_plain(path: str | os.PathLike, state: dict[str, Tensor], safetensors: bool) -> Path:
-    if safetensors:
-        from safetensors.torch import save_file
-
-        contiguous = {k: v.contiguous() for k, v in state.items()}
-        return atomic_write(path, lambda tmp: save_file(contiguous, tmp))
-    return atomic_write(path, lambda tmp: torch.save(state, tmp))
+    with_metadata = getattr(model, "spec", None) is not None and (safetensors or source == "inceptionnet")
+    return save_model(path, state, model_metadata(model, source, class_names) if with_metadata else None)
 
 
 def model_metadata(model: nn.Module, layout: str = "inceptionnet",

@@ -80,23 +80,25 @@ def checked(meta: dict[str, Any], path: str | os.PathLike) -> dict[str, Any]:
     return meta
 
 
-def write_model(target: str | os.PathLike, kind: str, state_dict: Mapping[str, Tensor], meta: Mapping[str, Any],
-                extra: Mapping[str, Any] | None = None) -> None:
+def write_model(target: str | os.PathLike, kind: str, state_dict: Mapping[str, Tensor],
+                meta: Mapping[str, Any] | None, extra: Mapping[str, Any] | None = None) -> None:
     """Write `state_dict` with `meta` (see `stamped`) to `target` as `kind` ("checkpoint": torch.save, with the
-    plain-typed `extra` entries beside them; "safetensors"), in place: `save_model` is the atomic writer."""
-    meta = stamped(meta)
+    plain-typed `extra` entries beside them; "safetensors"), in place: `save_model` is the atomic writer.
+    `meta` None writes the bare weights (a peer's layout, read by the peer's own loader)."""
     if kind == "safetensors":
         from safetensors.torch import save_file
 
         if extra:
             raise ValueError("a .safetensors file holds weights and metadata only")
         save_file({k: v.detach().contiguous() for k, v in state_dict.items()}, str(target),
-                  metadata=encode_metadata(meta))
+                  metadata=None if meta is None else encode_metadata(stamped(meta)))
+    elif meta is None:
+        torch.save(dict(state_dict), target)
     else:
-        torch.save({**meta, "model": dict(state_dict), **(extra or {})}, target)
+        torch.save({**stamped(meta), "model": dict(state_dict), **(extra or {})}, target)
 
 
-def save_model(path: str | os.PathLike, state_dict: Mapping[str, Tensor], meta: Mapping[str, Any],
+def save_model(path: str | os.PathLike, state_dict: Mapping[str, Tensor], meta: Mapping[str, Any] | None,
                extra: Mapping[str, Any] | None = None) -> Path:
     """Write a model file atomically (temp file, fsync, rename): .safetensors for a path ending so, else a .pt
     checkpoint; see `write_model`. Returns the path."""

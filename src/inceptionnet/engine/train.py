@@ -54,8 +54,9 @@ class TrainOptions:
 
     `data` None trains on the embedded synthetic set. `out` None gives runs/<model>-<timestamp>.
     `save_every_steps` > 0 also writes last.pt every that many optimizer steps (for mid-epoch resume).
-    `val_every` N validates every N epochs (0: as often as keeps validation within 3 % of the training
-    time; the last epoch always); `checkpoint_every_s` bounds the training time a crash can lose.
+    `val_every` N validates every N epochs (0: see `Cadence`: the first epoch, then as often as keeps
+    validation within 2 % of the training time, and each of the last 5); `checkpoint_every_s` bounds the
+    training time a crash can lose.
     `weights`/`weights_source` start from saved weights (see `inceptionnet.load_weights`).
     Under torchrun: `sync_bn` uses SyncBatchNorm (CUDA), `dist_timeout_s` bounds how long a collective waits
     for a rank that died or hangs before the job fails. `patience` > 0 stops after that many epochs without a
