@@ -123,6 +123,59 @@ def test_inference_auto_keeps_bf16_only_when_faster_and_agreeing(bf16_cpu):
     assert precision.name == "fp32"
 
 
+def _backend(name: str, images: int, timed: list, ms_per_image: float = 10.0, model: str = "googlenet_tv"):
+    def eager_ms():
+        timed.append(images)
+        return ms_per_image
+    return runtime.choose_inference_backend(runtime.Precision(name, "cpu"), model, images, eager_ms)
+
+
+def test_compile_is_chosen_only_past_the_break_even_where_it_measured_a_gain(bf16_cpu):
+    cost = runtime.COMPILE_COSTS[("cpu", "bf16")]["googlenet_tv"]
+    break_even = cost.setup_s / (10.0 / 1e3 * (1 - 1 / cost.speedup))
+    timed = []
+    assert _backend("bf16", runtime.COMPILE_MIN_IMAGES - 1, timed)[0] == "eager" and timed == []  # not even timed
+    below, why = _backend("bf16", max(runtime.COMPILE_MIN_IMAGES, int(0.9 * break_even)), timed)
+    above, why_above = _backend("bf16", int(1.1 * break_even) + runtime.COMPILE_MIN_IMAGES, timed)
+    assert below == "eager" and above == "compile" and f"{break_even:.0f}" in why_above
+    # A slower eager graph saves more per image: the same job pays sooner.
+    assert _backend("bf16", max(runtime.COMPILE_MIN_IMAGES, int(0.9 * break_even)), timed, ms_per_image=20.0)[0] \
+        == "compile"
+    # fp32, and a model without a measured gain: never compiled, never timed.
+    timed.clear()
+    assert _backend("fp32", 10**9, timed)[0] == "eager" and timed == []
+    assert _backend("bf16", 10**9, timed, model="inception_cifar")[0] == "eager" and timed == []
+
+
+def test_compile_is_never_chosen_without_native_bf16(avx2_cpu):
+    timed = []
+    backend, why = _backend("bf16", 10**9, timed)
+    assert backend == "eager" and timed == [] and "not measured to pay" in why
+
+
+def test_eval_compiles_a_long_job_and_reports_the_backend(bf16_cpu, monkeypatch, tmp_path):
+    from inceptionnet import fast
+    from inceptionnet.cli import main
+    from test_eval_runner import random_checkpoint
+
+    data = make_image_folder(tmp_path / "data", classes=2, per_class=3)
+    ckpt = random_checkpoint(tmp_path / "m.pt", sorted(p.name for p in data.iterdir()), 32)
+    backends, optimize = [], fast.optimize
+
+    def recording(model, *args, **kwargs):
+        backends.append(kwargs.get("backend", "auto"))
+        return optimize(model, *args, **{**kwargs, "backend": "eager"})  # the choice is checked, not compiling
+
+    monkeypatch.setattr(fast, "optimize", recording)
+    monkeypatch.setattr(runtime, "COMPILE_MIN_IMAGES", 1)
+    free = {"inception_cifar": runtime.CompileCost(2.0, 0.0)}
+    monkeypatch.setattr(runtime, "COMPILE_COSTS", {("cpu", "bf16"): free, ("cpu", "fp32"): free})
+    assert main(["eval", str(ckpt), "--data", str(data), "--out", str(tmp_path / "e"), "--quiet"]) == 0
+    report = json.loads((tmp_path / "e" / "report.json").read_text())
+    assert backends[-1] == "compile" and report["precision"][0]["backend"] == "compile"
+    assert "break-even" in report["precision"][0]["backend_reason"]
+
+
 @pytest.mark.parametrize("name", list_models())
 def test_every_model_trains_in_bf16_autocast_and_infers_in_bf16(name):
     torch.manual_seed(0)

@@ -85,7 +85,7 @@ def iter_predictions(checkpoint: str | os.PathLike, inputs: str | os.PathLike | 
     member = load_member(loaded, resolve_device(device), optimize=False, precision="fp32" if optimize else precision)
     transform = build_eval_transform(member.preprocess)
     if optimize:
-        member = accelerate(member, precision, lambda: _first_images(files, transform))
+        member = accelerate(member, precision, lambda: _first_images(files, transform), len(files))
     cam = GradCAM(member.model) if cam_dir is not None else None
     for start in range(0, len(files), max(1, batch_size)):
         chunk, results, tensors = files[start:start + max(1, batch_size)], [], []

@@ -138,7 +138,8 @@ def channels_last_default(device: torch.device) -> bool:
     return device.type in ("cpu", "cuda")
 
 
-def _median_ms(run: Callable[[], Tensor], repeats: int = 3) -> float:
+def median_ms(run: Callable[[], Tensor], repeats: int = 3) -> float:
+    """Median milliseconds of `repeats` calls of `run`, after one untimed call."""
     run()  # the first call pays for weight packing and allocation
     times = []
     for _ in range(repeats):
@@ -171,7 +172,7 @@ def choose_inference_precision(requested: str, device: torch.device, build: Call
     sample = sample.to(device)
     with torch.inference_mode():
         ref, low = fp32(sample).float(), bf16(sample).float()
-        ms32, ms16 = _median_ms(lambda: fp32(sample)), _median_ms(lambda: bf16(sample))
+        ms32, ms16 = median_ms(lambda: fp32(sample)), median_ms(lambda: bf16(sample))
     agreement = float((ref.argmax(1) == low.argmax(1)).float().mean())
     measured = {"fp32_ms": round(ms32, 2), "bf16_ms": round(ms16, 2), "top1_agreement": agreement,
                 "batch": int(sample.shape[0])}
@@ -179,6 +180,47 @@ def choose_inference_precision(requested: str, device: torch.device, build: Call
         return Precision("bf16", device.type, f"auto: {ms32 / ms16:.2f}x fp32, same top-1", measured), bf16
     return Precision("fp32", device.type, f"auto: bf16 {ms32 / ms16:.2f}x fp32, top-1 agreement "
                                           f"{100 * agreement:.1f}%", measured), fp32
+
+
+# ---- inference backend: compile when the job pays back compilation -----------------------------------------
+@dataclass(frozen=True)
+class CompileCost:
+    """torch.compile of a model's fused inference graph against the same graph run eagerly, as measured on
+    one kind of device (batch 16, the model's default input size): how much faster it runs, and how many
+    seconds compiling took."""
+
+    speedup: float
+    setup_s: float
+
+
+# bench/infer.py on a 2-core Xeon with AMX in bf16 (bench/RESULTS.md): compile against the default eager graph,
+# per model (the gain is the model's own). Elsewhere the eager graph runs: on a 2-core Zen 3 (AVX2, fp32)
+# compile ran GoogLeNet 1.08x and Inception-v3 slower than eager.
+COMPILE_COSTS: dict[tuple[str, str], dict[str, CompileCost]] = {("cpu", "bf16"): {
+    "googlenet_tv": CompileCost(1.56, 33.1), "googlenet": CompileCost(1.78, 21.1),
+    "inception_v3": CompileCost(1.06, 43.9), "inception_v4": CompileCost(1.03, 47.6),
+    "inception_resnet_v2": CompileCost(1.12, 33.4)}}
+# Below this many images no measured break-even is reached, so the eager graph is not even timed.
+COMPILE_MIN_IMAGES = 2000
+
+
+def choose_inference_backend(precision: Precision, model_name: str, images: int,
+                             eager_ms_per_image: Callable[[], float]) -> tuple[str, str]:
+    """"compile" or "eager" for running `images` (N, C, H, W) inputs through the fused graph of `model_name`
+    in `precision`, with the reason: compile where it was measured to pay for this model on this kind of
+    device (`COMPILE_COSTS`) and the job is long enough to pay back the compilation, given
+    `eager_ms_per_image()` (called only when that is in reach)."""
+    cost = COMPILE_COSTS.get((precision.device_type, precision.name), {}).get(model_name)
+    if cost is None or (precision.device_type == "cpu" and not native_bf16("cpu")):
+        return "eager", f"compile is not measured to pay for {model_name} in {precision.name} on this " \
+                        f"{precision.device_type}"
+    if images < COMPILE_MIN_IMAGES:
+        return "eager", f"{images} images are too few to pay for compiling"
+    saved_s_per_image = eager_ms_per_image() / 1e3 * (1 - 1 / cost.speedup)
+    break_even = cost.setup_s / saved_s_per_image
+    side = "above" if images >= break_even else "below"
+    why = f"{images} images, {side} the break-even of about {break_even:.0f} ({cost.setup_s:.0f} s to compile)"
+    return ("compile" if side == "above" else "eager"), why
 
 
 # ---- threads and seeding ------------------------------------------------------------------------------------

@@ -14,7 +14,7 @@ from .. import artifacts, fast
 from ..artifacts import LoadedModel, OnnxModel
 from ..errors import ConfigError
 from ..models.registry import Preprocess
-from ..runtime import Precision, choose_inference_precision
+from ..runtime import Precision, choose_inference_backend, choose_inference_precision, median_ms
 
 
 @dataclass
@@ -80,11 +80,14 @@ def load_member(source: str | os.PathLike | LoadedModel, device: torch.device, o
     return member
 
 
-def accelerate(member: Member, precision: str = "auto", sample: Callable[[], Tensor | None] = lambda: None) -> Member:
+def accelerate(member: Member, precision: str = "auto", sample: Callable[[], Tensor | None] = lambda: None,
+               images: int = 0) -> Member:
     """`member` with its plain network replaced by `inceptionnet.optimize`'s inference graph, traced at the
     checkpoint's own input size, in the precision that `--precision` resolves to on its device
-    (`inceptionnet.runtime.choose_inference_precision`; `sample()` gives real inputs to measure `auto` on).
-    An ONNX member is returned as it is: its graph and precision are the file's."""
+    (`inceptionnet.runtime.choose_inference_precision`; `sample()` gives real (N, C, S, S) inputs to measure
+    `auto` on), compiled when the job of `images` inputs pays back the compilation
+    (`inceptionnet.runtime.choose_inference_backend`; the choice and its reason go in the precision's
+    `measured`). An ONNX member is returned as it is: its graph and precision are the file's."""
     if isinstance(member.model, OnnxModel):
         return member
     size = member.preprocess.input_size
@@ -92,7 +95,25 @@ def accelerate(member: Member, precision: str = "auto", sample: Callable[[], Ten
     chosen, model = choose_inference_precision(
         precision, member.device,
         lambda dtype: fast.optimize(member.model, dtype=dtype, example_input=example), sample)
+    name = getattr(getattr(member.model, "spec", None), "name", type(member.model).__name__)
+    backend, why = choose_inference_backend(chosen, name, images, lambda: _eager_ms_per_image(chosen, model, sample))
+    if backend == "compile":
+        model = fast.optimize(member.model, backend="compile", dtype=chosen.dtype, example_input=example)
+    chosen.measured.update(backend=backend, backend_reason=why)
     return dataclasses.replace(member, model=model, precision=chosen)
+
+
+def _eager_ms_per_image(chosen: Precision, model: nn.Module, sample: Callable[[], Tensor | None]) -> float:
+    """Milliseconds an image of the eager `model`: from the precision's own measurement when `auto` made one,
+    else timed on `sample()`."""
+    if f"{chosen.name}_ms" in chosen.measured:
+        return chosen.measured[f"{chosen.name}_ms"] / chosen.measured["batch"]
+    x = sample()
+    if x is None:
+        return float("inf")  # nothing to time on: never worth compiling for
+    x = x.to(model.device)
+    with torch.inference_mode():
+        return median_ms(lambda: model(x)) / x.shape[0]
 
 
 def check_same_classes(members: Sequence[Member]) -> list[str]:

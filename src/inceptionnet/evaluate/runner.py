@@ -147,7 +147,8 @@ def evaluate(checkpoint: str | os.PathLike, data: str | os.PathLike | None = Non
     transform = PerMemberTransform([MultiCropTransform(tta, m.preprocess) for m in members])
     eval_data = load_eval_data(data, transform, split, val_split, seed)
     if optimize:
-        members = [accelerate(m, precision, lambda i=i: first_crops(eval_data.dataset, i)) for i, m in
+        crops = len(eval_data.dataset) * crops_per_image(tta)
+        members = [accelerate(m, precision, lambda i=i: first_crops(eval_data.dataset, i), crops) for i, m in
                    enumerate(members)]
     to_model_label = _label_map(eval_data.class_names, members[0].class_names, eval_data.description)
 
