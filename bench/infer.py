@@ -33,7 +33,7 @@ from common import (
 from inceptionnet import optimize
 from inceptionnet.runtime import set_threads
 from pairs import PAIRS, ours
-from peak import bf16_size, measure_peak
+from peak import gemm_size, measure_peak
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 CONFIGS = ("eager", "eager_cl", "jit", "jit_cl", "compile")
@@ -134,7 +134,7 @@ def main() -> None:
     args.configs = args.configs.split(",")
     set_threads(args.threads)
     dtype = DTYPES[args.precision]
-    peak = args.peak or measure_peak(dtype, bf16_size(2048) if dtype == torch.bfloat16 else 2048)
+    peak = args.peak or measure_peak(dtype, gemm_size(dtype))
     print(machine_header())
     print(f"measured GEMM peak ({args.precision}): {peak:.1f} GFLOP/s", flush=True)
     lines = []

@@ -26,9 +26,10 @@ def measure_peak(dtype: torch.dtype, size: int = 2048, rounds: int = 7) -> float
     return 2 * size**3 / statistics.median(times) / 1e9
 
 
-def bf16_size(size: int) -> int:
-    """Without bf16 hardware, torch.mm in bf16 runs a scalar fallback (~0.2 GFLOP/s): keep it to 512^3."""
-    return size if native_bf16("cpu") else min(size, 512)
+def gemm_size(dtype: torch.dtype, size: int = 2048) -> int:
+    """The side of the square GEMM to measure `dtype` with: `size`, except bf16 without bf16 hardware, where
+    torch.mm runs a scalar fallback (~0.2 GFLOP/s): kept to 512^3 there."""
+    return size if dtype != torch.bfloat16 or native_bf16("cpu") else min(size, 512)
 
 
 def main() -> None:
@@ -41,7 +42,7 @@ def main() -> None:
         set_threads(args.threads)
     print(machine_header())
     for dtype in (torch.float32, torch.bfloat16):
-        size = bf16_size(args.size) if dtype == torch.bfloat16 else args.size
+        size = gemm_size(dtype, args.size)
         print(f"GEMM peak {str(dtype):15s} {measure_peak(dtype, size, args.rounds):8.1f} GFLOP/s "
               f"(mm {size}^3, median of {args.rounds})")
     if not native_bf16("cpu"):

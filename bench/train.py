@@ -35,7 +35,7 @@ from inceptionnet.engine.optim import build_optimizer
 from inceptionnet.recipes import get_recipe
 from inceptionnet.runtime import DTYPES, Precision, set_threads
 from pairs import PAIRS, ours
-from peak import bf16_size, measure_peak
+from peak import gemm_size, measure_peak
 
 CONFIGS = ("eager", "eager_cl", "eager_cl_fused", "compile")
 LR, MOMENTUM = 0.01, 0.9
@@ -125,7 +125,7 @@ def main() -> None:
     args.configs = args.configs.split(",")
     set_threads(args.threads)
     dtype = DTYPES[args.precision]
-    peak = args.peak or measure_peak(dtype, bf16_size(2048) if dtype == torch.bfloat16 else 2048)
+    peak = args.peak or measure_peak(dtype, gemm_size(dtype))
     print(machine_header())
     print(f"measured GEMM peak ({args.precision}): {peak:.1f} GFLOP/s", flush=True)
     lines = []

@@ -64,9 +64,9 @@ def run(args: argparse.Namespace) -> int:
     print(f"top1 {report['top1']:.4f}  {topk} {report[topk]:.4f}  loss {report['loss']:.4f}  "
           f"macro F1 {report['macro_f1']:.4f}  {1000 * report['seconds_per_image']:.1f} ms/image")
     print("precision: " + "; ".join(f"{p['name']} ({p['reason']})" for p in report["precision"]))
-    if report["optimized"]:
-        print("backend: " + "; ".join(f"{p['backend']} ({p['backend_reason']})" for p in report["precision"]
-                                      if "backend" in p))
+    backends = [f"{p['backend']} ({p['backend_reason']})" for p in report["precision"] if "backend" in p]
+    if backends:  # ONNX members and --no-optimize run no fused graph, so no backend was chosen
+        print("backend: " + "; ".join(backends))
     if report["skipped"]:
         print(f"skipped {len(report['skipped'])} unreadable file(s); listed in report.json")
     print(f"report: {out}/report.json, confusion.csv, confusion.png")
