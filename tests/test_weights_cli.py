@@ -12,9 +12,10 @@ from torchvision.models._meta import _IMAGENET_CATEGORIES
 
 from image_folders import make_image_folder
 from inceptionnet import create_model
-from inceptionnet.artifacts import read_metadata
+from inceptionnet.artifacts import load_model, read_metadata
 from inceptionnet.cli import main
 from inceptionnet.engine.checkpoint import load_checkpoint
+from inceptionnet.models.resnet import ResNet
 from inceptionnet.train_api import prepare_run
 from inceptionnet.weights import get_weights, list_weights
 from weight_files import caches, plant_torch_hub  # noqa: F401 (caches: an autouse fixture)
@@ -96,3 +97,15 @@ def test_fine_tuning_from_a_tag_trains_the_head_alone_first(resnet18_file, tmp_p
     for key in ("conv1.weight", "layer4.1.conv2.weight", "bn1.running_mean", "layer2.0.bn1.running_var"):
         assert torch.equal(trained[key], start[key]), key  # body frozen, BN statistics kept
     assert trained["fc.weight"].shape == (3, 512)
+
+
+def test_loading_a_tag_builds_the_model_once_with_the_published_weights(resnet18_file, monkeypatch):
+    torch.manual_seed(0)
+    expected = create_model("resnet18").state_dict()
+    built = []
+    init = ResNet.__init__
+    monkeypatch.setattr(ResNet, "__init__", lambda self, *a, **k: built.append(1) or init(self, *a, **k))
+    loaded = load_model("resnet18.tv_in1k")
+    assert len(built) == 1 and not loaded.model.training
+    assert all(torch.equal(loaded.model.state_dict()[k], expected[k]) for k in ("conv1.weight", "fc.bias"))
+    assert loaded.class_names == list(_IMAGENET_CATEGORIES)

@@ -15,7 +15,8 @@ from torch import Tensor, nn
 
 from ..errors import WeightsError
 from ..models.registry import Preprocess, create_model
-from ..weights import export_state_dict, is_weights_tag, load_state_dict, pretrained_checkpoint
+from ..weights import export_state_dict, is_weights_tag, load_state_dict
+from ..weights.pretrained import create_model as create_pretrained
 from ..weights.pretrained import pretrained_metadata
 from ..weights.registry import imagenet_classes
 from .format import (
@@ -93,9 +94,9 @@ def load_model(source: str | os.PathLike) -> LoadedModel:
         session = OnnxModel(path)
         return _loaded(session, session.meta, str(path), kind)
     if kind == "weights":
-        ckpt = pretrained_checkpoint(str(source))
-        meta, weights, origin = stamped(ckpt), ckpt["model"], str(source)
-    elif kind == "safetensors":
+        model = create_pretrained(str(source), aux_logits=False).eval()
+        return _loaded(model, stamped(pretrained_metadata(str(source))), str(source), kind)
+    if kind == "safetensors":
         path = resolve(source)
         meta, weights, origin = decode_metadata(safetensors_header(path), path), safetensors_weights(path), str(path)
     else:

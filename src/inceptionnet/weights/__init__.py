@@ -16,7 +16,6 @@ from .pretrained import (
     create_model,
     is_weights_tag,
     load_pretrained,
-    pretrained_checkpoint,
     pretrained_state_dict,
     resolve_weights,
 )
@@ -26,5 +25,5 @@ __all__ = [
     "LoadReport", "SOURCES", "WEIGHTS", "WeightSpec", "cached_path", "class_names", "convert_state_dict",
     "create_model", "default_weights", "export_state_dict", "fetch_weights", "fold_input_affine", "get_weights",
     "is_offline", "is_weights_tag", "list_weights", "load_pretrained", "load_state_dict", "load_weights",
-    "pretrained_checkpoint", "pretrained_state_dict", "read_state_dict", "resolve_weights",
+    "pretrained_state_dict", "read_state_dict", "resolve_weights",
 ]

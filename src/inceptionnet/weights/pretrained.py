@@ -82,15 +82,6 @@ def pretrained_metadata(tag: str) -> dict:
             "preprocess": spec.preprocess.to_dict()}
 
 
-def pretrained_checkpoint(tag: str, weights_dir: str | os.PathLike | None = None) -> dict:
-    """The published weights `tag` as a checkpoint dict (as `inceptionnet.artifacts.read_checkpoint` returns, without
-    its format fields): `pretrained_metadata`, the fetched weights in our layout as "model", and the tag."""
-    meta = pretrained_metadata(tag)
-    model = create_random_model(meta["model_name"], **meta["model_kwargs"])
-    load_pretrained(model, tag, weights_dir)
-    return {**meta, "model": model.state_dict(), "ema": None, "path": tag, "weights_tag": tag}
-
-
 def create_model(name: str, pretrained: bool = False, weights: str | None = None, num_classes: int | None = None,
                  *, features_only: bool = False, out_indices: int | Sequence[int] | None = None,
                  weights_dir: str | os.PathLike | None = None, progress: bool = True, **kwargs) -> nn.Module:
