@@ -21,21 +21,17 @@ from torch import nn
 
 from common import (
     Contender,
-    add_common_args,
     alternate,
     count_flops,
     format_row,
-    machine_header,
     pick_best,
     timed_build,
     warm_up,
 )
 from inceptionnet import optimize
-from inceptionnet.runtime import set_threads
-from pairs import PAIRS, ours
-from peak import gemm_size, measure_peak
+from inceptionnet.runtime import DTYPES
+from pairs import PAIRS, ours, run_pairs
 
-DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 CONFIGS = ("eager", "eager_cl", "jit", "jit_cl", "compile")
 
 
@@ -123,24 +119,7 @@ def run_pair(key: str, args: argparse.Namespace, peak: float) -> list[str]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    add_common_args(parser)
-    parser.add_argument("--models", default=",".join(PAIRS), help=f"comma-separated subset of {', '.join(PAIRS)}")
-    parser.add_argument("--configs", default=",".join(CONFIGS), help="peer configurations to try")
-    parser.add_argument("--precision", choices=tuple(DTYPES), default="fp32")
-    parser.add_argument("--peak", type=float, help="GEMM peak in GFLOP/s (default: measure it now with peak.py)")
-    parser.add_argument("--profile", action="store_true", help="print a torch.profiler table of ours and the peer")
-    args = parser.parse_args()
-    args.configs = args.configs.split(",")
-    set_threads(args.threads)
-    dtype = DTYPES[args.precision]
-    peak = args.peak or measure_peak(dtype, gemm_size(dtype))
-    print(machine_header())
-    print(f"measured GEMM peak ({args.precision}): {peak:.1f} GFLOP/s", flush=True)
-    lines = []
-    for key in args.models.split(","):
-        lines += run_pair(key, args, peak)
-    print("\nsummary\n" + "\n".join(lines))
+    run_pairs(__doc__.splitlines()[0], run_pair, ",".join(PAIRS), CONFIGS, with_profile=True)
 
 
 if __name__ == "__main__":
