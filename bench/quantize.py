@@ -25,7 +25,7 @@ from inceptionnet.data.datasets import build_datasets
 from inceptionnet.deploy.quantize import quantize
 from inceptionnet.evaluate.runner import evaluate, training_data
 from inceptionnet.export import export
-from inceptionnet.runtime import native_bf16, set_threads
+from inceptionnet.runtime import DTYPES, native_bf16, set_threads
 
 
 def link_training_split(loaded: LoadedModel, folder: Path) -> Path:
@@ -43,10 +43,10 @@ def pytorch_contenders(loaded: LoadedModel, x: torch.Tensor, calls: int, compile
     """Our PyTorch inference paths: the fused eager graph (the default) and, optionally, torch.compile, in
     fp32 and, on a CPU with native bf16 (where `auto` may choose it), in bf16 too."""
     backends = ["eager", "compile"] if compile_too else ["eager"]
-    dtypes = {"fp32": torch.float32, **({"bf16": torch.bfloat16} if native_bf16("cpu") else {})}
+    precisions = ("fp32", "bf16") if native_bf16("cpu") else ("fp32",)
     out = []
-    for (name, dtype), backend in itertools.product(dtypes.items(), backends):
-        run = fast.optimize(loaded.model, dtype=dtype, backend=backend, example_input=x)
+    for name, backend in itertools.product(precisions, backends):
+        run = fast.optimize(loaded.model, dtype=DTYPES[name], backend=backend, example_input=x)
         out.append(Contender(f"PyTorch {name} ({backend} graph)", _repeat(run, x, calls), calls * len(x), 0))
     return out
 

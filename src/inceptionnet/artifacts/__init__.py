@@ -94,8 +94,8 @@ def load_model(source: str | os.PathLike) -> LoadedModel:
         session = OnnxModel(path)
         return _loaded(session, session.meta, str(path), kind)
     if kind == "weights":
-        model = create_pretrained(str(source), aux_logits=False).eval()
-        return _loaded(model, stamped(pretrained_metadata(str(source))), str(source), kind)
+        tag = str(source)
+        return _loaded(create_pretrained(tag, aux_logits=False).eval(), stamped(pretrained_metadata(tag)), tag, kind)
     if kind == "safetensors":
         path = resolve(source)
         meta, weights, origin = decode_metadata(safetensors_header(path), path), safetensors_weights(path), str(path)
