@@ -5,7 +5,7 @@ Run by hand:  PYTHONPATH=src .venv/bin/python bench/cifar_flops.py [--model ince
               [--time-steps 5 --batch 128 --threads 2]
 
 Counts the FLOPs of one training step (forward, loss and backward, in train mode) at the recipe's batch size,
-and of one evaluation forward pass (eval mode: with the model's flip TTA when it has one), then multiplies by
+and of one evaluation forward pass (eval mode: with the model's test-time views when it has them), then multiplies by
 the steps of the run: full batches per epoch x epochs, and one evaluation of the eval images per epoch.
 FlopCounterMode counts 2 FLOPs per multiply-add of convolutions and matmuls (elementwise ops are not counted).
 """

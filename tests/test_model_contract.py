@@ -80,7 +80,7 @@ def test_logits_aux_features_and_heads(name):
         assert model(batch(size)).shape == (2, 7)
     # With an identity head the model returns the pooled forward_features: the head reads exactly those.
     model.reset_classifier(0)
-    model.flip_tta = False  # inception_cifar_fast would also average in the mirror image's features
+    model.tta = "none"  # inception_cifar_fast would also average in the features of shifted and mirrored views
     with torch.no_grad():
         pooled = model(x)
     max_pooled = isinstance(getattr(model, "pool", None), torch.nn.AdaptiveMaxPool2d)

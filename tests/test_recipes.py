@@ -87,6 +87,28 @@ def test_cifar_warms_up_then_follows_a_cosine():
     assert lrs[total - 1] == [pytest.approx(0.1 * 0.5 * (1 + math.cos(math.pi * progress)))]
 
 
+def test_cifar_fast_warms_up_then_decays_linearly_to_7_percent_with_bn_at_64x():
+    recipe = get_recipe("cifar-fast")
+    model = create_model("inception_cifar_fast", num_classes=10)
+    optimizer = build_optimizer(model, recipe)
+    rest, norms = optimizer.param_groups
+    norm_ids = {id(p) for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d) for p in m.parameters()}
+    assert {id(p) for p in norms["params"]} == {i for i in norm_ids if i in {id(p) for p in model.parameters()
+                                                                               if p.requires_grad}}
+    assert not {id(p) for p in rest["params"]} & norm_ids
+    assert norms["lr"] == pytest.approx(64 * rest["lr"]) and rest["lr"] == pytest.approx(0.75)
+    # The same decay a step: lr x weight decay is the others'.
+    assert norms["lr"] * norms["weight_decay"] == pytest.approx(rest["lr"] * rest["weight_decay"])
+    total = recipe.epochs * STEPS_PER_EPOCH
+    warmup = recipe.warmup_epochs * STEPS_PER_EPOCH
+    assert warmup == pytest.approx(0.23 * total, rel=0.01)
+    middle = round(warmup + (total - warmup) / 2)
+    lrs = lrs_at(recipe, [middle, total], "inception_cifar_fast")
+    progress = (middle - warmup) / (total - warmup)
+    assert lrs[middle][0] == pytest.approx(0.75 * (0.07 + 0.93 * (1 - progress)))
+    assert lrs[total] == [pytest.approx(0.75 * 0.07), pytest.approx(64 * 0.75 * 0.07)]
+
+
 def test_finetune_gives_the_body_a_lower_lr_than_the_new_head():
     recipe = get_recipe("finetune")
     model = create_model("inception_cifar", num_classes=10)

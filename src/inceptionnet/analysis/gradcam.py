@@ -62,7 +62,7 @@ class GradCAM:
         """
         watch = _FinalFeatureMap()
         try:
-            with torch.enable_grad(), _without_flip_tta(self.model):
+            with torch.enable_grad(), _without_tta(self.model):
                 with watch:
                     logits = self.model(x.detach().clone().requires_grad_(True))
                 chosen = logits.argmax(dim=1) if target is None else target.to(logits.device)
@@ -124,14 +124,15 @@ def save_overlay(image: Image.Image, heatmap: Tensor, path: str | os.PathLike) -
 
 
 @contextlib.contextmanager
-def _without_flip_tta(model: nn.Module):
-    """A model that averages each image with its mirror (`flip_tta`) runs without it: the map explains the
-    image itself, and the feature map then holds one entry per image."""
-    tta = getattr(model, "flip_tta", False)
-    if tta:
-        model.flip_tta = False
+def _without_tta(model: nn.Module):
+    """A model that averages each image's logits over augmented views (`tta`) runs without them: the map
+    explains the image itself, and the feature map then holds one entry per image."""
+    tta = getattr(model, "tta", None)
+    if tta is None:
+        yield
+        return
+    model.tta = "none"
     try:
         yield
     finally:
-        if tta:
-            model.flip_tta = True
+        model.tta = tta

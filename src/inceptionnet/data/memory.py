@@ -63,6 +63,20 @@ class TensorImages(Dataset):
         return self.images.numel()
 
 
+def sample_model_inputs(dataset: Dataset, count: int, preprocess: Preprocess, seed: int) -> Tensor:
+    """Up to `count` images of `dataset` drawn at random (the draw fixed by `seed`) as the model takes them:
+    float (n, 3, S, S). In-memory images are normalised by `preprocess`; other datasets' items come through
+    their own transform, and unreadable files are left out."""
+    order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(seed))[:count]
+    if isinstance(dataset, TensorImages):
+        return to_model_input(dataset.images[order], preprocess)
+    items = (dataset[int(i)] for i in order)
+    images = [item[0] for item in items if isinstance(item, tuple)]
+    if not images:
+        raise DataError("no readable training image for the model's data-dependent initialisation")
+    return torch.stack(images)
+
+
 @dataclass(frozen=True)
 class BatchAugment:
     """Batched augmentation of uint8 (N, C, H, W) on any device: a random translation by up to `pad` pixels

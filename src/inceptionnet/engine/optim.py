@@ -72,17 +72,31 @@ def classifier_parameter_ids(model: nn.Module) -> set[int]:
     return ids
 
 
+def norm_parameter_ids(model: nn.Module) -> set[int]:
+    """ids of the parameters of `model`'s normalisation layers (BatchNorm, GroupNorm, LayerNorm, ...)."""
+    norms = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm)
+    return {id(p) for m in model.modules() if isinstance(m, norms) for p in m.parameters(recurse=False)}
+
+
 def parameter_groups(model: nn.Module, recipe: Recipe) -> list[dict]:
     """Trainable parameters split into the heads (full lr) and the body (lr x `body_lr_scale`), each group
-    named ("all", "head", "body") so the schedule can treat the body apart (`head_only_epochs`)."""
+    named ("all", "head", "body") so the schedule can treat the body apart (`head_only_epochs`). With
+    `norm_lr_scale`, each group's normalisation parameters form a group of the same name whose lr is scaled
+    up by it and weight decay down, so that their decay per step is the others'."""
     params = [p for p in model.parameters() if p.requires_grad]
     if recipe.body_lr_scale == 1.0 and recipe.head_only_epochs == 0:
-        return [{"params": params, "lr": recipe.lr, "name": "all"}]
-    head_ids = classifier_parameter_ids(model)
-    head = [p for p in params if id(p) in head_ids]
-    body = [p for p in params if id(p) not in head_ids]
-    groups = ({"params": head, "lr": recipe.lr, "name": "head"},
-              {"params": body, "lr": recipe.lr * recipe.body_lr_scale, "name": "body"})
+        groups = [{"params": params, "lr": recipe.lr, "name": "all"}]
+    else:
+        head_ids = classifier_parameter_ids(model)
+        groups = [{"params": [p for p in params if id(p) in head_ids], "lr": recipe.lr, "name": "head"},
+                  {"params": [p for p in params if id(p) not in head_ids], "lr": recipe.lr * recipe.body_lr_scale,
+                   "name": "body"}]
+    if recipe.norm_lr_scale != 1.0:
+        norm_ids, scale = norm_parameter_ids(model), recipe.norm_lr_scale
+        groups = [split for group in groups for split in (
+            {**group, "params": [p for p in group["params"] if id(p) not in norm_ids]},
+            {**group, "params": [p for p in group["params"] if id(p) in norm_ids], "lr": group["lr"] * scale,
+             "weight_decay": recipe.weight_decay / scale})]
     return [g for g in groups if g["params"]]
 
 

@@ -23,6 +23,7 @@ from typing import Any
 from torch import Tensor, nn
 
 from ..artifacts.format import save_model
+from ..data.memory import sample_model_inputs
 from ..errors import ConfigError, DataError
 from ..fast import optimize
 from ..models import create_model, get_spec
@@ -46,6 +47,8 @@ from .state import EpochStats, RunState
 
 # Validation images kept in memory after their first pass when they take at most this much (as float32).
 EVAL_CACHE_BYTES = 512 * 2**20
+# Training images a model's data-dependent initialisation sees (airbench whitens from 5,000 of CIFAR-10's).
+DATA_INIT_IMAGES = 5000
 
 
 @dataclass
@@ -237,6 +240,10 @@ class Trainer:
         elif r.new_head and not self.resume:
             self.log.warn(f"recipe {r.name} expects pretrained weights (--weights FILE); without them "
                           f"{self.options.model} trains from a random initialisation")
+        init_from_data = getattr(model, "init_from_data", None)
+        if init_from_data is not None and not self.options.weights and not self.resume:
+            # The same images on every rank (the run's seed, not the rank's), so every replica starts alike.
+            init_from_data(sample_model_inputs(self.data.train, DATA_INIT_IMAGES, self.preprocess, self.options.seed))
         for norm in self.frozen_batchnorms(model):
             norm.requires_grad_(False)
         # The training fast path: the model's own modules (BN keeps learning), channels_last when the recipe asks.

@@ -11,6 +11,7 @@ branch), with Keras "same" padding (none for the strided 1x1s, k//2 for the rest
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .base import InceptionClassifier, init_weights, stage_info
@@ -96,60 +97,117 @@ def fast_group(in_ch: int, out_ch: int) -> nn.Sequential:
     return nn.Sequential(module(in_ch), nn.MaxPool2d(2), module(out_ch))
 
 
+TTA_MODES = ("none", "flip", "flip-translate")
+
+
+class PatchWhitening(nn.Module):
+    """A `kernel_size` x `kernel_size` patch convolution that whitens its input's patches (airbench's first
+    layer), then ReLU. Its filters are the eigenvectors of the patch covariance scaled by 1/sqrt(eigenvalue +
+    `eps`), each also negated so that the ReLU keeps every direction; `init_from_data` sets them from training
+    images and they are not trained (only the bias is). (N, C, H, W) -> (N, 2*C*k*k, H-k+1, W-k+1).
+    """
+
+    def __init__(self, in_ch: int, kernel_size: int = 2, eps: float = 5e-4) -> None:
+        super().__init__()
+        directions = in_ch * kernel_size ** 2
+        self.conv = nn.Conv2d(in_ch, 2 * directions, kernel_size, bias=True)
+        self.conv.weight.requires_grad_(False)
+        self.act = nn.ReLU(inplace=True)
+        self.eps = eps
+
+    @torch.no_grad()
+    def init_from_data(self, images: Tensor) -> None:
+        """Set the filters from `images` (N, C, H, W) on the model's input scale, and zero the bias."""
+        channels, k = self.conv.in_channels, self.conv.kernel_size[0]
+        patches = images.float().unfold(2, k, 1).unfold(3, k, 1)  # (N, C, H', W', k, k)
+        patches = patches.permute(0, 2, 3, 1, 4, 5).reshape(-1, channels * k * k)
+        covariance = patches.T @ patches / len(patches)
+        eigenvalues, eigenvectors = torch.linalg.eigh(covariance)
+        # Strongest direction first; row i of `filters` is eigenvector i over (C, k, k) as a conv weight.
+        filters = (eigenvectors.T / (eigenvalues + self.eps).sqrt()[:, None]).flip(0)
+        filters = filters.reshape(-1, channels, k, k)
+        self.conv.weight.copy_(torch.cat([filters, -filters]))
+        self.conv.bias.zero_()
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.act(self.conv(x))
+
+
 class InceptionCifarFast(InceptionClassifier):
     """An Inception network for time-to-accuracy on CIFAR-10 (after airbench's lessons, built from GoogLeNet's
-    Inception modules): a 2x2 patch convolution stem (32x32 -> 31x31, `stem_ch`), three groups of two Inception
-    modules around a 2x2 max-pool (31 -> 15 -> 7 -> 3), global max-pool, linear head.
+    Inception modules): a whitening 2x2 patch convolution (32x32 -> 31x31, 24 channels, filters set from the
+    training images by `init_from_data`), three groups of two Inception modules around a 2x2 max-pool
+    (31 -> 15 -> 7 -> 3), global max-pool, linear head whose logits are scaled by `logit_scale`.
     With the default `widths` (96, 384, 512): 1.56 M parameters, 0.109 GMAC a 32x32 image (forward, without TTA).
 
-    `flip_tta`: in eval mode the logits are the mean over the image and its mirror (flip test-time
-    augmentation, which airbench found worth about 0.5% top-1 for a second forward pass).
+    BN layers learn their shift only (their scale stays 1, as in airbench). `tta` in eval mode: "flip" averages
+    the logits of the image and its mirror, "flip-translate" (airbench's level 2) also those of the image
+    moved by one pixel up-left and down-right (reflected borders), mirrored too: 6 views in one pass.
     (N, in_chans, H, W) -> (N, num_classes); H, W >= 16.
     """
 
     classifier_names = ("fc",)
     min_input_size = 16  # the patch stem loses a pixel, then three 2x2 pools: 16 -> 15 -> 7 -> 3 -> 1
 
-    def __init__(self, num_classes: int = 10, aux_logits: bool = False, in_chans: int = 3, stem_ch: int = 32,
-                 widths: tuple[int, int, int] = (96, 384, 512), flip_tta: bool = True) -> None:
+    def __init__(self, num_classes: int = 10, aux_logits: bool = False, in_chans: int = 3,
+                 widths: tuple[int, int, int] = (96, 384, 512), tta: str = "flip-translate",
+                 logit_scale: float = 1 / 9) -> None:
         super().__init__(num_classes, in_chans, aux_logits=False)
-        self.stem = ConvNormAct(in_chans, stem_ch, 2)
-        groups, in_ch = [], stem_ch
+        if tta not in TTA_MODES:
+            raise ValueError(f"tta must be one of {', '.join(TTA_MODES)}, got {tta!r}")
+        self.stem = PatchWhitening(in_chans)
+        groups, in_ch = [], self.stem.conv.out_channels
         for width in widths:
             groups.append(fast_group(in_ch, width))
             in_ch = width
         self.groups = nn.Sequential(*groups)
         self.pool = nn.AdaptiveMaxPool2d(1)
         self.fc = nn.Linear(in_ch, num_classes)
-        self.flip_tta = flip_tta
+        self.tta = tta
+        self.logit_scale = logit_scale
         # Stages: the patch stem (32 -> 31), then each group (a 2x2 max-pool each: 15, 7, 3).
-        self.feature_info = stage_info(("stem", stem_ch, 1), *(
+        self.feature_info = stage_info(("stem", self.stem.conv.out_channels, 1), *(
             (f"groups.{i}", width, 2 ** (i + 1)) for i, width in enumerate(widths)))
         init_weights(self)
+        self.stem.conv.weight.requires_grad_(False)
+        for module in self.modules():
+            if isinstance(module, nn.BatchNorm2d):
+                module.weight.requires_grad_(False)
+
+    def init_from_data(self, images: Tensor) -> None:
+        """Data-dependent initialisation from training images (N, C, H, W) on the model's input scale: the
+        whitening filters of the stem."""
+        self.stem.init_from_data(images)
 
     def feature_layers(self) -> list[tuple[str, nn.Module]]:
         return [("stem", self.stem), *((f"groups.{i}", group) for i, group in enumerate(self.groups))]
 
     def logits(self, x: Tensor) -> Tensor:
         """(N, C, H, W) -> (N, num_classes), without test-time augmentation."""
-        x = self.pool(self.forward_trunk(x)[0])
-        return self.fc(torch.flatten(x, 1))
+        x = self.fc(torch.flatten(self.pool(self.forward_trunk(x)[0]), 1))
+        # An identity head (num_classes 0) returns the pooled features as they are.
+        return x * self.logit_scale if self.num_classes > 0 else x
 
     def forward_head(self, x: Tensor, with_aux: bool) -> tuple[Tensor, list[Tensor]]:
-        if self.flip_tta and not self.training:
-            # One pass over the image and its mirror side by side: each layer runs once (graph passes and
-            # exporters expect that), and eval-mode BN makes the halves independent.
-            both = self.logits(torch.cat([x, x.flip(-1)]))
-            n = x.shape[0]
-            return 0.5 * (both[:n] + both[n:]), []
-        return self.logits(x), []
+        if self.tta == "none" or self.training:
+            return self.logits(x), []
+        # Every view in one pass: each layer runs once (graph passes and exporters expect that), and
+        # eval-mode BN makes the views independent.
+        views, weights = [x], [1.0]
+        if self.tta == "flip-translate":
+            padded = F.pad(x, (1, 1, 1, 1), mode="reflect")
+            views, weights = [x, padded[..., :-2, :-2], padded[..., 2:, 2:]], [0.5, 0.25, 0.25]
+        views = [v for view in views for v in (view, view.flip(-1))]
+        weights = [weight / 2 for weight in weights for _ in range(2)]
+        per_view = self.logits(torch.cat(views)).unflatten(0, (len(views), -1))
+        return sum(weight * per_view[i] for i, weight in enumerate(weights)), []
 
 
 register_model(
     "inception_cifar_fast", InceptionCifarFast,
     "Szegedy et al. 2014 (arXiv:1409.4842) Inception modules; the training lessons of airbench "
     "(Jordan 2024, arXiv:2404.00498)",
-    "Inception net for fast CIFAR-10 training: 2x2 patch stem, 3 groups of 2 Inception modules "
-    "(widths 96/384/512) around max-pools, max-pool head, flip TTA in eval mode.",
+    "Inception net for fast CIFAR-10 training: whitening 2x2 patch stem, 3 groups of 2 Inception modules "
+    "(widths 96/384/512) around max-pools, max-pool head, flip and translate TTA in eval mode.",
     preprocess=CIFAR_PREPROCESS, recipe="cifar-fast",
 )
