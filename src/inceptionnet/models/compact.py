@@ -138,7 +138,7 @@ class InceptionCifarFast(InceptionClassifier):
     Inception modules): a whitening 2x2 patch convolution (32x32 -> 31x31, 24 channels, filters set from the
     training images by `init_from_data`), three groups of two Inception modules around a 2x2 max-pool
     (31 -> 15 -> 7 -> 3), global max-pool, linear head whose logits are scaled by `logit_scale`.
-    With the default `widths` (96, 384, 512): 1.56 M parameters, 0.109 GMAC a 32x32 image (forward, without TTA).
+    With the default `widths` (96, 384, 512): 1.56 M parameters, 0.108 GMAC a 32x32 image (forward, one view).
 
     BN layers learn their shift only (their scale stays 1, as in airbench). `tta` in eval mode: "flip" averages
     the logits of the image and its mirror, "flip-translate" (airbench's level 2) also those of the image
@@ -169,7 +169,6 @@ class InceptionCifarFast(InceptionClassifier):
         self.feature_info = stage_info(("stem", self.stem.conv.out_channels, 1), *(
             (f"groups.{i}", width, 2 ** (i + 1)) for i, width in enumerate(widths)))
         init_weights(self)
-        self.stem.conv.weight.requires_grad_(False)
         for module in self.modules():
             if isinstance(module, nn.BatchNorm2d):
                 module.weight.requires_grad_(False)
