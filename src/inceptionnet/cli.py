@@ -6,7 +6,7 @@ import argparse
 import importlib
 import sys
 
-from .errors import InceptionNetError
+from .errors import InceptionNetError, RunStopped
 
 # Each name is a module in inceptionnet.commands with `add_parser(subparsers)` and `run(args) -> int`.
 COMMANDS = ("list", "train", "demo", "summary", "eval", "predict", "export", "quantize", "serve", "convert",
@@ -31,6 +31,9 @@ def main(argv: list[str] | None = None) -> int:
     except InceptionNetError as e:
         print(f"inceptionnet {args.command}: error: {e}", file=sys.stderr)
         return 2
+    except RunStopped as e:
+        print(f"inceptionnet {args.command}: {e}", file=sys.stderr)
+        return e.exit_code
     except KeyboardInterrupt:
         print(f"inceptionnet {args.command}: interrupted", file=sys.stderr)
         return 130

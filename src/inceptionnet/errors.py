@@ -25,6 +25,15 @@ class TrainingError(InceptionNetError):
     """Training cannot go on (for example the loss stayed non-finite for too many steps in a row)."""
 
 
+class RunStopped(Exception):
+    """Not an error: a training run stopped cleanly on a signal after writing last.pt. The CLI prints its
+    message and exits with 128 + the signal's number, as a process killed by it would."""
+
+    def __init__(self, message: str, signum: int) -> None:
+        super().__init__(message)
+        self.exit_code = 128 + signum
+
+
 class PartialLoadWarning(UserWarning):
     """Weights loaded only in part (`strict=False`): some keys were missing, unexpected or mis-shaped."""
 

@@ -12,6 +12,7 @@ EMA, the position in the epoch, RNG states and the config.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import time
@@ -24,7 +25,7 @@ from torch import Tensor, nn
 
 from ..artifacts.format import save_model
 from ..data.memory import sample_model_inputs
-from ..errors import ConfigError, DataError
+from ..errors import ConfigError, DataError, RunStopped
 from ..fast import optimize
 from ..models import create_model, get_spec
 from ..recipes import AUTO_RECIPE, Recipe
@@ -44,6 +45,7 @@ from .reproducibility import restore_rng_state, rng_state
 from .runlog import RunLogger
 from .start_weights import load_start_weights, start_model_kwargs, start_preprocess
 from .state import EpochStats, RunState
+from .stopping import StopRequest
 
 # Validation images kept in memory after their first pass when they take at most this much (as float32).
 EVAL_CACHE_BYTES = 512 * 2**20
@@ -131,6 +133,7 @@ class Trainer:
         self.options = options
         self.recipe = recipe
         self.resume = resume
+        self.stop = StopRequest()
         self.ctx, self.device = dist.init_distributed(options.device, options.dist_timeout_s)
         set_deterministic(options.deterministic)
         seed_everything(dist.rank_seed(options.seed, self.ctx.rank))
@@ -293,8 +296,14 @@ class Trainer:
                    self.config()}, extra={"epoch": state.best_epoch, "val_acc": state.best_top1})
 
     def after_step(self) -> None:
-        """Write last.pt every `save_every_steps` optimizer steps inside an epoch (for mid-epoch resume)."""
+        """Write last.pt every `save_every_steps` optimizer steps inside an epoch (for mid-epoch resume); on a
+        stop request (SIGTERM, Ctrl-C), write it and end the run with `RunStopped`."""
         every = self.options.save_every_steps
+        if self.stop.signal_name:
+            self.save_last()
+            raise RunStopped(f"stopped by {self.stop.signal_name} at epoch {self.state.epoch + 1}, batch "
+                             f"{self.state.batch_in_epoch}: last.pt saved; continue with --resume {self.run_dir}",
+                             self.stop.signum)
         if every and self.state.step % every == 0 and self.state.batch_in_epoch < self.batches_per_epoch:
             self.save_last()
 
@@ -351,6 +360,13 @@ class Trainer:
             self.plan_budget(started)
         self.log.save_config(self.config())
         self.describe()
+        # A single process stops cleanly on SIGTERM or Ctrl-C. DDP ranks would each stop at a different step
+        # and wait forever in save_last's all-gather: there `--save-every-steps` bounds what a stop loses.
+        with self.stop.listening() if self.ctx.world_size == 1 else contextlib.nullcontext():
+            return self.train_epochs(started)
+
+    def train_epochs(self, started: float) -> dict[str, Any]:
+        """The epoch loop of `run`, from the restored state to the last epoch (or patience), then the report."""
         while self.state.epoch < self.recipe.epochs and not self.out_of_patience():
             epoch_started = time.time()
             self.set_train_mode()
