@@ -1,4 +1,10 @@
-"""build_loader over datasets that batch-fetch (torch Subset defines __getitems__)."""
+"""build_loader over datasets that batch-fetch (torch Subset defines __getitems__), its seeded draws, and its
+workers under Ctrl-C."""
+
+import multiprocessing
+import os
+import signal
+import time
 
 import torch
 from torch.utils.data import Subset, TensorDataset
@@ -40,3 +46,17 @@ def test_an_items_draws_depend_on_seed_epoch_and_index_only_and_leave_the_caller
     assert torch.equal(torch.rand(4), expected_next)  # loading in the main process left dropout's draws alone
     assert torch.equal(in_main, epoch_images(workers=2, epoch=1))
     assert not torch.equal(in_main, epoch_images(workers=0, epoch=2))
+
+
+def test_loader_workers_survive_a_ctrl_c_sent_to_them_and_keep_delivering():
+    loader = build_loader(RandomItems(), batch_size=2, shuffle=False, workers=1, seed=0)
+    batches = iter(loader)
+    first = next(batches)
+    workers = multiprocessing.active_children()
+    assert workers, "the loader should have started a worker process"
+    for worker in workers:  # what a terminal's Ctrl-C does to the process group's other members
+        os.kill(worker.pid, signal.SIGINT)
+    time.sleep(0.5)
+    assert all(worker.is_alive() for worker in workers)
+    targets = torch.cat([first.targets, *(batch.targets for batch in batches)])
+    assert targets.tolist() == list(range(8))

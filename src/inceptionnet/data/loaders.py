@@ -10,6 +10,7 @@ what an uninterrupted one would have.
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Iterator
 from typing import Any
 
@@ -129,7 +130,8 @@ def build_loader(
     The indices come from `order` (for example the distributed training sampler) or, with `shuffle`, from a
     permutation seeded by (seed, epoch), else in order. Each item is seeded from (seed, epoch, index), unless
     `seed_items` is False (deterministic transforms, such as evaluation's).
-    Workers are persistent; memory is pinned when CUDA is available.
+    Workers are persistent and ignore Ctrl-C (the main process stops them); memory is pinned when CUDA is
+    available.
     """
     return EpochLoader(
         SeededSamples(dataset, seed if seed_items else None),
@@ -141,4 +143,11 @@ def build_loader(
         drop_last=drop_last,
         persistent_workers=workers > 0,
         generator=torch.Generator().manual_seed(seed),
+        worker_init_fn=leave_interrupts_to_the_main_process if workers > 0 else None,
     )
+
+
+def leave_interrupts_to_the_main_process(worker_id: int) -> None:
+    """Loader workers ignore Ctrl-C. A terminal sends it to the whole process group; a worker that died of it
+    would fail the main process's next fetch before training can end its step and write last.pt."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
