@@ -11,15 +11,19 @@ from contextlib import contextmanager
 
 
 class StopRequest:
-    """Records the first SIGTERM or SIGINT that arrives while `listening()`; `signal_name` is None until then.
-    A second Ctrl-C stops at once (KeyboardInterrupt), for a user who will not wait for the step to end."""
+    """Records the SIGTERM or SIGINT that arrives while `listening()`; `signum` is 0 until then. A second
+    Ctrl-C stops at once (KeyboardInterrupt), for a user who will not wait for the step to end."""
 
     def __init__(self) -> None:
-        self.signal_name: str | None = None
         self.signum = 0
 
+    @property
+    def signal_name(self) -> str:
+        """The received signal's name ("SIGTERM", "SIGINT"); only meaningful once `signum` is set."""
+        return signal.Signals(self.signum).name
+
     def _handle(self, signum: int, frame) -> None:
-        self.signal_name, self.signum = signal.Signals(signum).name, signum
+        self.signum = signum
         if signal.getsignal(signal.SIGINT) == self._handle:
             signal.signal(signal.SIGINT, signal.default_int_handler)
 

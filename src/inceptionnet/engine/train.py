@@ -298,12 +298,12 @@ class Trainer:
     def after_step(self) -> None:
         """Write last.pt every `save_every_steps` optimizer steps inside an epoch (for mid-epoch resume); on a
         stop request (SIGTERM, Ctrl-C), write it and end the run with `RunStopped`."""
-        every = self.options.save_every_steps
-        if self.stop.signal_name:
+        if self.stop.signum:
             self.save_last()
             raise RunStopped(f"stopped by {self.stop.signal_name} at epoch {self.state.epoch + 1}, batch "
                              f"{self.state.batch_in_epoch}: last.pt saved; continue with --resume {self.run_dir}",
                              self.stop.signum)
+        every = self.options.save_every_steps
         if every and self.state.step % every == 0 and self.state.batch_in_epoch < self.batches_per_epoch:
             self.save_last()
 
